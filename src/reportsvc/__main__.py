@@ -1,0 +1,3 @@
+from reportsvc.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The Litestar application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from reportsvc import __version__
+from reportsvc.api.errors import EXCEPTION_HANDLERS
+from reportsvc.api.reports import ReportController
+from reportsvc.db.engine import create_pool
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@get("/healthz", summary="Liveness: the process is up", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
+    """The API. Without `pool`, one is created at start-up from DATABASE_URL."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own_pool = pool is None
+        active = pool or await create_pool(
+            settings.require_database_url(),
+            # No connection at start-up: the API starts (and answers 503) even while the
+            # database is down, and connects once it is back.
+            min_size=0,
+            max_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout,
+        )
+        app.state.store = Store(active)
+        try:
+            yield
+        finally:
+            if own_pool:
+                await active.close()
+
+    return Litestar(
+        route_handlers=[ReportController, healthz],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        # Logging is configured once for the process (reportsvc.logs), not by Litestar.
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="reportsvc",
+            version=__version__,
+            description=(
+                "Durable AI report generation. POST a topic, poll the job until its report "
+                "is ready."
+            ),
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+    )

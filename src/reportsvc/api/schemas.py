@@ -1,0 +1,71 @@
+"""Request and response bodies. JSON keys are camelCase; Python names stay snake_case."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+PublicStatus = Literal["processing", "completed", "failed", "cancelled"]
+
+# Internal job states, as an operator sees them in psql, folded into what clients see.
+PUBLIC_STATUS: dict[str, PublicStatus] = {
+    "queued": "processing",
+    "outlining": "processing",
+    "writing": "processing",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+class CamelStruct(msgspec.Struct, rename="camel", omit_defaults=True):
+    """Base for every body: camelCase on the wire, unset fields left out."""
+
+
+class CreateReport(CamelStruct, forbid_unknown_fields=True):
+    """Start a report."""
+
+    topic: Annotated[
+        str,
+        msgspec.Meta(
+            description="What the report is about. Not blank; at most MAX_TOPIC_LENGTH characters.",
+            examples=["The Roman Empire"],
+        ),
+    ]
+
+
+class JobAccepted(CamelStruct):
+    job_id: Annotated[UUID, msgspec.Meta(description="Poll GET /reports/{jobId} with it.")]
+
+
+class Report(CamelStruct):
+    topic: str
+    outline: list[str]
+    sections: dict[str, str]
+
+
+class JobStatus(CamelStruct):
+    job_id: UUID
+    status: PublicStatus
+    progress: Annotated[float, msgspec.Meta(ge=0, le=1)] | UnsetType = UNSET
+    report: Report | UnsetType = UNSET
+    error: str | UnsetType = UNSET
+    created_at: datetime | UnsetType = UNSET
+    finished_at: datetime | UnsetType = UNSET
+
+
+class CancelResult(CamelStruct):
+    job_id: UUID
+    status: PublicStatus
+
+
+class ErrorBody(CamelStruct):
+    """Every 4xx and 5xx answer has this shape."""
+
+    status: int
+    code: str
+    error: str

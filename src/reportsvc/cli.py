@@ -1,0 +1,165 @@
+"""`reportsvc` on the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import click
+
+from reportsvc import __version__
+from reportsvc.errors import ConfigError, StepError
+from reportsvc.settings import Settings, load_settings
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        asyncio.run(main())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reportsvc")
+def main() -> None:
+    """Durable AI report generation: an HTTP API and workers on PostgreSQL."""
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def migrate(revision: str) -> None:
+    """Apply database migrations to DATABASE_URL."""
+    from reportsvc.db import migrate as migrations  # noqa: PLC0415 - keep start-up light
+    from reportsvc.logs import configure_logging  # noqa: PLC0415
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        url = settings.require_database_url()
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        migrations.upgrade(url, revision)
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc}") from None
+    click.echo(f"database is at revision {revision}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API."""
+    import uvicorn  # noqa: PLC0415
+
+    from reportsvc.api.app import create_app  # noqa: PLC0415
+    from reportsvc.logs import configure_logging  # noqa: PLC0415
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings.require_database_url()
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Steps run at once by this process [default: WORKER_CONCURRENCY, 64].",
+)
+def worker(concurrency: int | None) -> None:
+    """Run a worker: claim outline and section steps and call the model."""
+    from reportsvc.logs import configure_logging  # noqa: PLC0415
+    from reportsvc.runtime import run_worker  # noqa: PLC0415
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings.require_database_url()
+        _run(lambda: run_worker(settings, concurrency=concurrency))
+    except (ConfigError, StepError) as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.command("fake-llm")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9100, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--latency", default=0.0, show_default=True, help="Seconds before each answer.")
+@click.option("--jitter", default=0.0, show_default=True, help="Extra random seconds, 0..jitter.")
+@click.option("--error-rate", default=0.0, show_default=True, help="Share of calls answered 500.")
+@click.option(
+    "--rate-limit-rate", default=0.0, show_default=True, help="Share of calls answered 429."
+)
+@click.option("--retry-after", default=1.0, show_default=True, help="Retry-After on 429s (s).")
+@click.option("--hang-rate", default=0.0, show_default=True, help="Share of calls that hang.")
+def fake_llm(
+    host: str,
+    port: int,
+    latency: float,
+    jitter: float,
+    error_rate: float,
+    rate_limit_rate: float,
+    retry_after: float,
+    hang_rate: float,
+) -> None:
+    """Run the built-in stand-in model: an OpenAI-compatible server with placeholder text.
+
+    Point workers at it with OPENAI_BASE_URL=http://HOST:PORT/v1. Change its behaviour
+    while it runs with PUT /fake/config; read call counts from GET /fake/stats.
+    """
+    from reportsvc.llm.fake import FakeConfig, FakeLLM, Faults, serve  # noqa: PLC0415
+
+    if error_rate and rate_limit_rate:
+        raise click.UsageError("choose one of --error-rate and --rate-limit-rate")
+    faults = Faults(
+        latency=latency,
+        jitter=jitter,
+        error_rate=error_rate or rate_limit_rate,
+        error_status=429 if rate_limit_rate else 500,
+        retry_after=retry_after if rate_limit_rate else None,
+        hang_rate=hang_rate,
+    )
+    fake = FakeLLM(FakeConfig(outline=faults, section=faults))
+
+    async def run() -> None:
+        runner, bound = await serve(fake, host, port)
+        click.echo(f"stand-in model listening on http://{host}:{bound}/v1", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    _run(run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""One base exception; each subclass's docstring is its default, user-facing message."""
+
+from __future__ import annotations
+
+
+class ReportSvcError(Exception):
+    """Something went wrong in reportsvc."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class ConfigError(ReportSvcError):
+    """The configuration is invalid."""
+
+
+class DatabaseUnavailableError(ReportSvcError):
+    """The database is unreachable right now; try again shortly."""
+
+
+class StepError(ReportSvcError):
+    """A model step failed.
+
+    `retryable` says whether another attempt may succeed (a timeout, a rate limit, a
+    malformed answer) or cannot (a rejected API key, an unknown model).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,417 @@
+"""A stand-in model: a real HTTP server speaking OpenAI's chat-completions wire format.
+
+It writes placeholder outlines and sections, and injects faults on demand: latency, 429s
+with Retry-After, 5xx, hangs, malformed or duplicate-title outlines, reasoning tags,
+truncated answers, a server without json_schema support. Tests, the benchmark and the
+local quick start (`reportsvc dev` without an API key) all use it.
+
+    reportsvc fake-llm --port 9100 --latency 0.5
+    OPENAI_BASE_URL=http://127.0.0.1:9100/v1 reportsvc worker
+
+Control endpoints (JSON): GET/PUT /fake/config, GET /fake/stats, POST /fake/reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+PLACEHOLDER_NOTICE: Final = (
+    "[Placeholder text from reportsvc's built-in stand-in model, not from a language model. "
+    "Set OPENAI_API_KEY (or OPENAI_BASE_URL) to generate real reports.]"
+)
+
+_TITLE_STEMS: Final = (
+    "Origins and Background",
+    "Key Figures",
+    "Major Events",
+    "Institutions and Organisation",
+    "Economy and Resources",
+    "Culture and Ideas",
+    "Technology and Innovation",
+    "Conflicts and Challenges",
+    "Turning Points",
+    "Everyday Life",
+    "International Context",
+    "Decline and Transformation",
+    "Legacy",
+    "Historiography and Debates",
+    "Open Questions",
+    "Modern Relevance",
+    "Comparisons",
+    "Myths and Misconceptions",
+    "Sources and Evidence",
+    "Outlook",
+)
+_WANTED: Final = re.compile(r"exactly (\d+) sections")
+_SECTION_REQUEST: Final = re.compile(r'Write section (\d+) of (\d+): "(.*)"\s*$', re.DOTALL)
+_TOPIC: Final = re.compile(r'^(?:Report topic|Topic): (".*?(?<!\\)")', re.MULTILINE)
+
+_FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
+
+Kind = Literal["outline", "section"]
+T = TypeVar("T")
+
+
+class Faults(msgspec.Struct, kw_only=True):
+    """How one kind of call (outline or section) misbehaves. Rates are 0..1."""
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    fail_first: int = 0  # the first N calls of this kind answer `error_status`
+    error_rate: float = 0.0
+    error_status: int = 500
+    retry_after: float | None = None  # sent with error answers (use with 429)
+    hang_rate: float = 0.0  # calls that never answer (until `hang_seconds`)
+    hang_seconds: float = 3600.0
+    empty_rate: float = 0.0  # answer with empty content
+
+
+class FakeConfig(msgspec.Struct, kw_only=True):
+    outline: Faults = msgspec.field(default_factory=Faults)
+    section: Faults = msgspec.field(default_factory=Faults)
+    # Outline answers that are not what was asked for:
+    malformed_outline_rate: float = 0.0  # not JSON at all
+    wrong_shape_outline_rate: float = 0.0  # JSON, but not {"sections": [...]}
+    duplicate_titles: bool = False  # every title twice
+    outline_items: int | None = None  # this many titles, whatever was asked
+    title_length: int | None = None  # pad titles to this many characters
+    # Answer styles of some OpenAI-compatible servers:
+    think_tags: bool = False  # wrap a <think>...</think> block before the answer
+    truncate_sections: bool = False  # finish_reason "length"
+    json_schema_supported: bool = True  # False: 400 on response_format json_schema
+    json_object_supported: bool = True  # False: 400 on response_format json_object
+    section_words: int = 60
+    seed: int | None = None
+
+
+class Stats(msgspec.Struct):
+    calls: dict[str, int] = msgspec.field(default_factory=dict)
+    answered: dict[str, int] = msgspec.field(default_factory=dict)
+    statuses: dict[str, int] = msgspec.field(default_factory=dict)
+    # Section calls per "topic :: title": shows exactly which work was done twice.
+    section_calls: dict[str, int] = msgspec.field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    models: dict[str, int] = msgspec.field(default_factory=dict)
+    last_request: dict[str, Any] | None = None
+
+
+class FakeLLM:
+    """The server's state: configuration and call statistics. Thread-safe enough for tests:
+    configuration is replaced whole, counters are only touched on the server's loop."""
+
+    def __init__(self, config: FakeConfig | None = None) -> None:
+        self.config = config or FakeConfig()
+        self._rng = random.Random(self.config.seed)  # noqa: S311 - test data
+        self._calls: Counter[str] = Counter()
+        self._answered: Counter[str] = Counter()
+        self._statuses: Counter[str] = Counter()
+        self._section_calls: Counter[str] = Counter()
+        self._models: Counter[str] = Counter()
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._last_request: dict[str, Any] | None = None
+        self._arrivals: list[float] = []
+        self.record_arrivals = False
+
+    # --- control ----------------------------------------------------------------------
+
+    def configure(self, config: FakeConfig) -> None:
+        self.config = config
+        if config.seed is not None:
+            self._rng.seed(config.seed)
+
+    def reset(self) -> None:
+        for counter in (
+            self._calls,
+            self._answered,
+            self._statuses,
+            self._section_calls,
+            self._models,
+        ):
+            counter.clear()
+        self._max_in_flight = self._in_flight
+        self._arrivals.clear()
+
+    def stats(self) -> Stats:
+        return Stats(
+            calls=dict(self._calls),
+            answered=dict(self._answered),
+            statuses=dict(self._statuses),
+            section_calls=dict(self._section_calls),
+            in_flight=self._in_flight,
+            max_in_flight=self._max_in_flight,
+            models=dict(self._models),
+            last_request=self._last_request,
+        )
+
+    def take_arrivals(self) -> list[float]:
+        """`time.time()` of each outline request since the last call (for the benchmark)."""
+        arrivals, self._arrivals = self._arrivals, []
+        return arrivals
+
+    # --- the HTTP application ---------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models_list)
+        app.router.add_get("/fake/config", self._get_config)
+        app.router.add_put("/fake/config", self._put_config)
+        app.router.add_get("/fake/stats", self._get_stats)
+        app.router.add_post("/fake/reset", self._post_reset)
+        return app
+
+    async def _models_list(self, _request: web.Request) -> web.Response:
+        return _json({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def _get_config(self, _request: web.Request) -> web.Response:
+        return _json(self.config)
+
+    async def _put_config(self, request: web.Request) -> web.Response:
+        try:
+            self.configure(msgspec.json.decode(await request.read(), type=FakeConfig))
+        except msgspec.DecodeError as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json(self.config)
+
+    async def _get_stats(self, _request: web.Request) -> web.Response:
+        return _json(self.stats())
+
+    async def _post_reset(self, _request: web.Request) -> web.Response:
+        self.reset()
+        return _json(self.stats())
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.time()
+        try:
+            body = msgspec.json.decode(await request.read(), type=dict[str, Any])
+            messages = body["messages"]
+            system = next((m["content"] for m in messages if m["role"] == "system"), "")
+            user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        except (msgspec.DecodeError, KeyError, TypeError, StopIteration):
+            return _error(400, "invalid_request_error", "malformed chat completion request")
+        self._last_request = body
+        kind: Kind = "section" if _SECTION_REQUEST.search(user) else "outline"
+        if kind == "outline" and self.record_arrivals:
+            self._arrivals.append(arrived)
+        self._calls[kind] += 1
+        self._models[str(body.get("model"))] += 1
+        if kind == "section":
+            self._section_calls[_section_key(user)] += 1
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            response = await self._answer(kind, body, system, user)
+        finally:
+            self._in_flight -= 1
+        self._statuses[str(response.status)] += 1
+        if response.status == 200:
+            self._answered[kind] += 1
+        return response
+
+    async def _answer(
+        self, kind: Kind, body: dict[str, Any], system: str, user: str
+    ) -> web.Response:
+        cfg = self.config
+        faults = cfg.outline if kind == "outline" else cfg.section
+        delay = faults.latency + (self._rng.uniform(0, faults.jitter) if faults.jitter else 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if refusal := self._refusal(kind, faults, body):
+            return refusal
+        if self._chance(faults.hang_rate):
+            await asyncio.sleep(faults.hang_seconds)
+        finish_reason = "stop"
+        if self._chance(faults.empty_rate):
+            content = ""
+        elif kind == "outline":
+            structured = (body.get("response_format") or {}).get("type") is not None
+            content = self._outline(system, user, structured=structured)
+        else:
+            content = self._section(user)
+            if cfg.truncate_sections:
+                content = content[: len(content) // 2]
+                finish_reason = "length"
+        if cfg.think_tags:
+            content = f"<think>\nLet me think about how to answer this.\n</think>\n{content}"
+        model = str(body.get("model", "fake-model"))
+        return _json(_completion(model, content, finish_reason, system + user))
+
+    def _refusal(self, kind: Kind, faults: Faults, body: dict[str, Any]) -> web.Response | None:
+        """An injected error, or the 400 a server gives for a response_format it lacks."""
+        if self._calls[kind] <= faults.fail_first or self._chance(faults.error_rate):
+            headers = {}
+            if faults.retry_after is not None:
+                headers["retry-after"] = f"{faults.retry_after:g}"
+            return _error(faults.error_status, "server_error", "injected failure", headers)
+        format_type = (body.get("response_format") or {}).get("type")
+        unsupported = (format_type == "json_schema" and not self.config.json_schema_supported) or (
+            format_type == "json_object" and not self.config.json_object_supported
+        )
+        if unsupported:
+            return _error(
+                400, "invalid_request_error", f"response_format {format_type} is not supported"
+            )
+        return None
+
+    def _chance(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+    def _outline(self, system: str, user: str, *, structured: bool) -> str:
+        cfg = self.config
+        if self._chance(cfg.malformed_outline_rate):
+            return '{"sections": ["An outline that never closes'
+        if self._chance(cfg.wrong_shape_outline_rate):
+            return '{"outline": {"title": "Not the requested shape"}}'
+        match = _WANTED.search(system)
+        wanted = cfg.outline_items or (int(match.group(1)) if match else 5)
+        topic = _topic(user)
+        titles = []
+        for i in range(wanted):
+            stem = _TITLE_STEMS[i % len(_TITLE_STEMS)]
+            suffix = f" ({i // len(_TITLE_STEMS) + 1})" if i >= len(_TITLE_STEMS) else ""
+            title = f"{stem}{suffix} of {topic}"
+            if cfg.title_length is not None and len(title) < cfg.title_length:
+                title = (title + " and more") * (cfg.title_length // len(title) + 1)
+            titles.append(title)
+        if cfg.duplicate_titles:
+            titles = [t for title in titles for t in (title, title.upper())]
+        if structured:
+            return msgspec.json.encode({"sections": titles}).decode()
+        return "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
+
+    def _section(self, user: str) -> str:
+        match = _SECTION_REQUEST.search(user)
+        title = match.group(3) if match else "this section"
+        opening = f"This section covers {title}, as part of a report on {_topic(user)}."
+        words = opening.split()
+        while len(words) < self.config.section_words:
+            words.extend(_FILLER)
+        return f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
+
+
+def _topic(user: str) -> str:
+    match = _TOPIC.search(user)
+    if not match:
+        return "the topic"
+    try:
+        return str(msgspec.json.decode(match.group(1)))
+    except msgspec.DecodeError:
+        return "the topic"
+
+
+def _section_key(user: str) -> str:
+    match = _SECTION_REQUEST.search(user)
+    return f"{_topic(user)} :: {match.group(3) if match else '?'}"
+
+
+def _completion(model: str, content: str, finish_reason: str, prompt: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-fake-{random.getrandbits(48):012x}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": max(1, len(prompt) // 4),
+            "completion_tokens": max(1, len(content) // 4),
+            "total_tokens": max(1, len(prompt) // 4) + max(1, len(content) // 4),
+        },
+    }
+
+
+def _json(value: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(value),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return _json({"error": {"message": message, "type": kind, "code": None}}, status, headers)
+
+
+# --- running it ---------------------------------------------------------------------------
+
+
+async def serve(fake: FakeLLM, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving on the running loop; returns the runner and the bound port."""
+    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+class FakeLLMThread:
+    """The fake server on its own event loop in a background thread (for tests)."""
+
+    def __init__(self, fake: FakeLLM | None = None, host: str = "127.0.0.1") -> None:
+        self.fake = fake or FakeLLM()
+        self.host = host
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-llm", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> FakeLLMThread:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(serve(self.fake, self.host, 0), self._loop)
+        self._runner, self.port = future.result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def configure(self, config: FakeConfig) -> None:
+        """Replace the configuration; applied before this returns."""
+        future = asyncio.run_coroutine_threadsafe(
+            _call(lambda: self.fake.configure(config)), self._loop
+        )
+        future.result(timeout=10)
+
+    def reset(self) -> None:
+        asyncio.run_coroutine_threadsafe(_call(self.fake.reset), self._loop).result(timeout=10)
+
+    def stats(self) -> Stats:
+        return asyncio.run_coroutine_threadsafe(_call(self.fake.stats), self._loop).result(
+            timeout=10
+        )
+
+
+async def _call(function: Callable[[], T]) -> T:
+    return function()

@@ -1,0 +1,1 @@
+"""The queue: the only code that reads or writes the jobs and sections tables."""

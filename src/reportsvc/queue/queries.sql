@@ -1,0 +1,370 @@
+-- Every statement reportsvc runs against its tables, by name. Only `reportsvc.queue.store`
+-- executes them. Parameters are positional ($1, $2, ...); each block says what they are.
+--
+-- Locking order, to keep statements from deadlocking one another: a statement that
+-- touches both tables locks section rows before job rows. Claims never wait (SKIP LOCKED).
+
+
+-- name: create_job
+-- $1 topic, $2 model, $3 options (jsonb), $4 idempotency key or NULL, $5 job timeout (s)
+-- With a key already used, the insert does nothing and returns no row (see find_job_by_key).
+-- The notification wakes idle workers; Postgres delivers it when the transaction commits.
+WITH inserted AS (
+    INSERT INTO jobs (topic, model, options, idempotency_key, deadline_at)
+    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify('reportsvc_work', 'job') AS notified FROM inserted;
+
+
+-- name: find_job_by_key
+-- $1 idempotency key
+SELECT id, topic, model, options FROM jobs WHERE idempotency_key = $1;
+
+
+-- name: get_job
+-- $1 job id. Finished sections come along, in outline order, for the report (or, while
+-- the job runs, for partial results).
+SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
+       j.sections_done, j.error, j.created_at, j.started_at, j.finished_at,
+       done.titles AS done_titles, done.contents AS done_contents
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT array_agg(s.title ORDER BY s.position) AS titles,
+           array_agg(s.content ORDER BY s.position) AS contents
+    FROM sections s
+    WHERE s.job_id = j.id AND s.status = 'done'
+) done ON j.sections_done > 0
+WHERE j.id = $1;
+
+
+-- name: claim
+-- $1 worker id, $2 how many steps at most, $3 lease (s)
+--
+-- Hands out up to $2 steps in one round trip, sections before outlines: finishing the
+-- reports already started keeps each report's wall time short; a new report's outline
+-- waits only while there are sections ready to run.
+WITH
+-- 1. Sections ready to run: queued, and not waiting out a retry backoff. The partial
+--    index sections_claim_idx holds only queued rows, so this stays a short index scan
+--    however many finished sections the table holds. SKIP LOCKED lets concurrent
+--    workers take disjoint rows without waiting for one another. The job's status comes
+--    along: a queued section of a job that has failed or been cancelled meanwhile is
+--    retired here instead of being run.
+ready_sections AS (
+    SELECT s.id, j.status = 'writing' AS live
+    FROM sections s
+    JOIN jobs j ON j.id = s.job_id
+    WHERE s.status = 'queued' AND s.run_after <= now()
+    ORDER BY s.run_after, s.id
+    LIMIT $2
+    FOR UPDATE OF s SKIP LOCKED
+),
+-- 2. Take them: lease them to this worker and count the attempt. The attempt number is
+--    the fencing token every later write by this worker must present.
+claimed_sections AS (
+    UPDATE sections s
+    SET status = CASE WHEN r.live THEN 'running' ELSE 'cancelled' END,
+        lease_owner = CASE WHEN r.live THEN $1 END,
+        claimed_by = CASE WHEN r.live THEN $1 ELSE s.claimed_by END,
+        lease_expires_at = CASE WHEN r.live THEN now() + make_interval(secs => $3) END,
+        attempts = s.attempts + CASE WHEN r.live THEN 1 ELSE 0 END,
+        started_at = coalesce(s.started_at, now()),
+        finished_at = CASE WHEN r.live THEN NULL ELSE now() END
+    FROM ready_sections r
+    WHERE s.id = r.id
+    RETURNING s.id, s.job_id, s.position, s.title, s.attempts, r.live
+),
+-- 3. Outlines of new (or retrying) jobs, with whatever room is left in this batch.
+ready_jobs AS (
+    SELECT id
+    FROM jobs
+    WHERE status = 'queued' AND run_after <= now()
+    ORDER BY run_after
+    LIMIT greatest($2 - (SELECT count(*) FROM claimed_sections), 0)
+    FOR UPDATE SKIP LOCKED
+),
+claimed_jobs AS (
+    UPDATE jobs j
+    SET status = 'outlining',
+        lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $3),
+        attempts = j.attempts + 1,
+        started_at = coalesce(j.started_at, now())
+    FROM ready_jobs r
+    WHERE j.id = r.id
+    RETURNING j.id, j.topic, j.model, j.options, j.attempts
+)
+-- 4. Everything a worker needs to run each step, without another query.
+SELECT 'section' AS kind, c.job_id, c.id AS section_id, c.position, c.title, c.attempts,
+       j.topic, j.model, j.options, j.outline
+FROM claimed_sections c
+JOIN jobs j ON j.id = c.job_id
+WHERE c.live
+UNION ALL
+SELECT 'outline', c.id, NULL, NULL, NULL, c.attempts, c.topic, c.model, c.options, NULL
+FROM claimed_jobs c;
+
+
+-- name: complete_sections
+-- $1 worker id, $2 section ids, $3 attempts, $4 contents
+--
+-- Stores finished sections and, in the same statement (one transaction), counts them on
+-- their jobs; the job whose count reaches its total becomes completed. The job row lock
+-- serialises concurrent completions of one job: the second waits, then re-reads the
+-- counter the first one wrote (READ COMMITTED re-evaluation), so two workers finishing
+-- the last two sections at once cannot both miss, or both make, the completion.
+WITH input AS (
+    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[]) AS i(id, attempt, content)
+),
+-- Fencing: only the holder of the current attempt may write. A worker whose lease was
+-- taken over (it stalled, another worker re-ran the section) writes nothing.
+done AS (
+    UPDATE sections s
+    SET status = 'done',
+        content = i.content,
+        finished_at = now(),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        last_error = NULL
+    FROM input i
+    WHERE s.id = i.id
+      AND s.attempts = i.attempt
+      AND s.lease_owner = $1
+      AND s.status = 'running'
+    RETURNING s.id, s.job_id
+),
+per_job AS (
+    SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id ORDER BY job_id
+),
+counted AS (
+    UPDATE jobs j
+    SET sections_done = j.sections_done + p.n,
+        status = CASE WHEN j.sections_done + p.n = j.sections_total
+                      THEN 'completed' ELSE j.status END,
+        finished_at = CASE WHEN j.sections_done + p.n = j.sections_total
+                           THEN now() END
+    FROM per_job p
+    WHERE j.id = p.job_id AND j.status = 'writing'
+    RETURNING j.id, j.status
+)
+SELECT d.id AS section_id, d.job_id, c.status AS job_status
+FROM done d
+LEFT JOIN counted c ON c.id = d.job_id;
+
+
+-- name: complete_outline
+-- $1 worker id, $2 job id, $3 attempt, $4 titles (text[])
+-- Stores the outline and queues one section per title, atomically, if this worker still
+-- holds the outline step. The notification wakes workers to claim the new sections.
+WITH job AS (
+    UPDATE jobs
+    SET status = 'writing',
+        outline = $4,
+        sections_total = cardinality($4::text[]),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        last_error = NULL
+    WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
+    RETURNING id
+),
+queued AS (
+    INSERT INTO sections (job_id, position, title)
+    SELECT job.id, t.ord - 1, t.title
+    FROM job, unnest($4::text[]) WITH ORDINALITY AS t(title, ord)
+    RETURNING job_id
+)
+SELECT id, pg_notify('reportsvc_work', 'section') AS notified FROM job;
+
+
+-- name: retry_sections
+-- $1 worker id, $2 section ids, $3 attempts, $4 errors, $5 seconds until the next attempt
+-- Puts sections back in the queue after a transient failure, not before run_after.
+UPDATE sections s
+SET status = 'queued',
+    run_after = now() + make_interval(secs => i.delay),
+    last_error = i.error,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[]) AS i(id, attempt, error, delay)
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+RETURNING s.id;
+
+
+-- name: fail_sections
+-- $1 worker id, $2 section ids, $3 attempts, $4 errors
+-- Marks sections failed for good; the caller then fails their jobs (fail_jobs).
+UPDATE sections s
+SET status = 'failed',
+    last_error = i.error,
+    finished_at = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest($2::bigint[], $3::int[], $4::text[]) AS i(id, attempt, error), jobs j
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+  AND j.id = s.job_id
+RETURNING s.id, s.job_id, s.position, s.title, s.attempts, j.sections_total;
+
+
+-- name: release_sections
+-- $1 worker id, $2 section ids, $3 attempts, $4 new status ('queued' or 'cancelled')
+-- Gives sections back without a result: 'queued' on shutdown (claimable at once, and the
+-- interrupted attempt is not counted), 'cancelled' when the job stopped meanwhile.
+WITH released AS (
+    UPDATE sections s
+    SET status = $4,
+        attempts = s.attempts - CASE WHEN $4 = 'queued' THEN 1 ELSE 0 END,
+        run_after = now(),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN $4 = 'cancelled' THEN now() END
+    FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
+    WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+    RETURNING s.id
+)
+SELECT count(*) AS released, pg_notify('reportsvc_work', 'section') AS notified FROM released;
+
+
+-- name: retry_outline
+-- $1 worker id, $2 job id, $3 attempt, $4 error, $5 seconds until the next attempt
+UPDATE jobs
+SET status = 'queued',
+    run_after = now() + make_interval(secs => $5),
+    last_error = $4,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
+RETURNING id;
+
+
+-- name: fail_outline
+-- $1 worker id, $2 job id, $3 attempt, $4 error (what a user reads)
+-- The outline step failed for good, so the job fails; it has no sections yet.
+UPDATE jobs
+SET status = 'failed', error = $4, last_error = $4, finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
+RETURNING id;
+
+
+-- name: release_outline
+-- $1 worker id, $2 job id, $3 attempt. Shutdown: back to the queue, attempt not counted.
+WITH released AS (
+    UPDATE jobs
+    SET status = 'queued', attempts = attempts - 1, run_after = now(),
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
+    RETURNING id
+)
+SELECT id, pg_notify('reportsvc_work', 'job') AS notified FROM released;
+
+
+-- name: retire_queued_sections
+-- $1 job ids. Queued sections of jobs that are ending will never run: mark them cancelled.
+-- Runs first in the transactions that fail or cancel jobs, so that section rows are locked
+-- before job rows, as everywhere else.
+UPDATE sections
+SET status = 'cancelled', finished_at = now()
+WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
+
+
+-- name: fail_jobs
+-- $1 job ids, $2 errors (what a user reads). Ends unfinished jobs as failed. Sections still
+-- running elsewhere are abandoned by their worker at its next heartbeat.
+UPDATE jobs j
+SET status = 'failed', error = i.error, finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL
+FROM unnest($1::uuid[], $2::text[]) AS i(id, error)
+WHERE j.id = i.id AND j.status IN ('queued', 'outlining', 'writing')
+RETURNING j.id;
+
+
+-- name: extend_section_leases
+-- $1 worker id, $2 section ids, $3 attempts, $4 lease (s)
+-- The heartbeat. Returns the sections this worker still holds for a live job; the worker
+-- abandons any in-flight section not returned (its lease was taken over, or its job
+-- failed or was cancelled). Moves only lease_expires_at, which no index covers, so the
+-- update can stay on its page (HOT).
+UPDATE sections s
+SET lease_expires_at = now() + make_interval(secs => $4)
+FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+  AND j.id = s.job_id AND j.status = 'writing'
+RETURNING s.id;
+
+
+-- name: extend_outline_leases
+-- $1 worker id, $2 job ids, $3 attempts, $4 lease (s)
+UPDATE jobs j
+SET lease_expires_at = now() + make_interval(secs => $4)
+FROM unnest($2::uuid[], $3::int[]) AS i(id, attempt)
+WHERE j.id = i.id AND j.attempts = i.attempt AND j.lease_owner = $1 AND j.status = 'outlining'
+RETURNING j.id;
+
+
+-- name: rescue_sections
+-- $1 max attempts
+-- Sections whose lease ran out: their worker died, or stalled past its lease. Back to the
+-- queue at once, or failed if they have used every attempt (a section that crashes every
+-- worker that runs it must not loop forever). SKIP LOCKED: any number of workers may run
+-- this at the same time without waiting on each other or on a late completion.
+WITH expired AS (
+    SELECT id FROM sections
+    WHERE status = 'running' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE sections s
+SET status = CASE WHEN s.attempts >= $1 THEN 'failed' ELSE 'queued' END,
+    finished_at = CASE WHEN s.attempts >= $1 THEN now() END,
+    run_after = now(),
+    last_error = 'the worker running this section stopped responding (lease expired)',
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM expired e, jobs j
+WHERE s.id = e.id AND j.id = s.job_id
+RETURNING s.id, s.job_id, s.position, s.title, s.status, s.attempts, j.sections_total;
+
+
+-- name: rescue_outlines
+-- $1 max attempts. As rescue_sections, for outline steps; a job has no sections yet while
+-- its outline is being written, so failing it here touches nothing else.
+WITH expired AS (
+    SELECT id FROM jobs
+    WHERE status = 'outlining' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET status = CASE WHEN j.attempts >= $1 THEN 'failed' ELSE 'queued' END,
+    error = CASE WHEN j.attempts >= $1
+                 THEN format('The outline could not be written: the worker writing it stopped '
+                             'responding on each of %s attempts.', j.attempts) END,
+    finished_at = CASE WHEN j.attempts >= $1 THEN now() END,
+    run_after = now(),
+    last_error = 'the worker writing the outline stopped responding (lease expired)',
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM expired e
+WHERE j.id = e.id
+RETURNING j.id, j.status, j.attempts;
+
+
+-- name: overdue_jobs
+-- Unfinished jobs past their deadline (JOB_TIMEOUT_SECONDS after they were created).
+SELECT id, created_at, deadline_at FROM jobs
+WHERE status IN ('queued', 'outlining', 'writing') AND deadline_at < now()
+LIMIT 1000;
+
+
+-- name: cancel_job
+-- $1 job id. Run after retire_queued_sections, in the same transaction. Returns the job's
+-- status after the call; no row: no such job.
+WITH cancelled AS (
+    UPDATE jobs
+    SET status = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND status IN ('queued', 'outlining', 'writing')
+    RETURNING id, status
+)
+SELECT status FROM cancelled
+UNION ALL
+SELECT status FROM jobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cancelled);

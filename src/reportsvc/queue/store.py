@@ -1,0 +1,353 @@
+"""Typed access to the queue statements in `queries.sql`.
+
+This is the only module that runs SQL against jobs and sections. It speaks asyncpg
+directly: on this hot path SQLAlchemy's execution layer costs about three times the CPU of
+the driver per statement (see DEVLOG.md), and every statement here is hand-written anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final, Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from reportsvc.domain import JobOptions, OutlineTask, SectionTask, Task
+from reportsvc.queue.sql import QUERIES
+
+Q: Final = QUERIES
+
+
+class JobRow(msgspec.Struct, frozen=True):
+    id: UUID
+    topic: str
+    status: str
+    model: str
+    options: JobOptions
+    outline: list[str] | None
+    sections_total: int | None
+    sections_done: int
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    # Finished sections so far, in outline order.
+    done_sections: dict[str, str]
+
+
+class FinishedSection(msgspec.Struct, frozen=True):
+    section_id: int
+    attempt: int
+    content: str
+
+
+class SectionRetry(msgspec.Struct, frozen=True):
+    section_id: int
+    attempt: int
+    error: str
+    delay: float
+
+
+class SectionFailure(msgspec.Struct, frozen=True):
+    section_id: int
+    attempt: int
+    error: str
+
+
+class HeldSection(msgspec.Struct, frozen=True):
+    section_id: int
+    attempt: int
+
+
+class HeldOutline(msgspec.Struct, frozen=True):
+    job_id: UUID
+    attempt: int
+
+
+class Completion(msgspec.Struct, frozen=True):
+    """What a batch of finished sections did: rows written, and jobs that completed."""
+
+    written: int
+    completed_jobs: list[UUID]
+
+
+class Rescue(msgspec.Struct, frozen=True):
+    requeued: int
+    failed_jobs: list[UUID]
+
+
+def _options(value: object) -> JobOptions:
+    return msgspec.convert(value, JobOptions)
+
+
+def section_failure_message(
+    position: int, total: int | None, title: str, attempts: int, error: str
+) -> str:
+    where = f"Section {position + 1} of {total}" if total else f"Section {position + 1}"
+    tries = "attempt" if attempts == 1 else "attempts"
+    return f'{where} ("{title}") could not be written after {attempts} {tries}: {error}'
+
+
+def outline_failure_message(attempts: int, error: str) -> str:
+    tries = "attempt" if attempts == 1 else "attempts"
+    return f"The outline could not be written after {attempts} {tries}: {error}"
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- the API's side -------------------------------------------------------------
+
+    async def create_job(
+        self,
+        *,
+        topic: str,
+        model: str,
+        options: JobOptions,
+        idempotency_key: str | None,
+        timeout_seconds: float,
+    ) -> UUID | None:
+        """The new job's id; None when `idempotency_key` was already used."""
+        row = await self.pool.fetchrow(
+            Q["create_job"],
+            topic,
+            model,
+            msgspec.to_builtins(options),
+            idempotency_key,
+            timeout_seconds,
+        )
+        return None if row is None else row[0]
+
+    async def find_job_by_key(
+        self, idempotency_key: str
+    ) -> tuple[UUID, str, str, JobOptions] | None:
+        row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key)
+        if row is None:
+            return None
+        return row["id"], row["topic"], row["model"], _options(row["options"])
+
+    async def get_job(self, job_id: UUID) -> JobRow | None:
+        row = await self.pool.fetchrow(Q["get_job"], job_id)
+        if row is None:
+            return None
+        titles = row["done_titles"] or []
+        contents = row["done_contents"] or []
+        return JobRow(
+            id=row["id"],
+            topic=row["topic"],
+            status=row["status"],
+            model=row["model"],
+            options=_options(row["options"]),
+            outline=row["outline"],
+            sections_total=row["sections_total"],
+            sections_done=row["sections_done"],
+            error=row["error"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            done_sections=dict(zip(titles, contents, strict=True)),
+        )
+
+    async def cancel_job(self, job_id: UUID) -> str | None:
+        """The job's status after the call, or None when there is no such job."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["retire_queued_sections"], [job_id])
+            status: str | None = await conn.fetchval(Q["cancel_job"], job_id)
+        return status
+
+    # --- the worker's side ----------------------------------------------------------
+
+    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
+        rows = await self.pool.fetch(Q["claim"], worker_id, limit, lease_seconds)
+        tasks: list[Task] = []
+        for r in rows:
+            if r["kind"] == "section":
+                tasks.append(
+                    SectionTask(
+                        section_id=r["section_id"],
+                        job_id=r["job_id"],
+                        attempt=r["attempts"],
+                        position=r["position"],
+                        title=r["title"],
+                        topic=r["topic"],
+                        model=r["model"],
+                        options=_options(r["options"]),
+                        outline=r["outline"],
+                    )
+                )
+            else:
+                tasks.append(
+                    OutlineTask(
+                        job_id=r["job_id"],
+                        attempt=r["attempts"],
+                        topic=r["topic"],
+                        model=r["model"],
+                        options=_options(r["options"]),
+                    )
+                )
+        return tasks
+
+    async def complete_sections(
+        self, worker_id: str, finished: Sequence[FinishedSection]
+    ) -> Completion:
+        rows = await self.pool.fetch(
+            Q["complete_sections"],
+            worker_id,
+            [f.section_id for f in finished],
+            [f.attempt for f in finished],
+            [f.content for f in finished],
+        )
+        completed = {r["job_id"] for r in rows if r["job_status"] == "completed"}
+        return Completion(written=len(rows), completed_jobs=sorted(completed))
+
+    async def complete_outline(
+        self, worker_id: str, job_id: UUID, attempt: int, titles: list[str]
+    ) -> bool:
+        row = await self.pool.fetchrow(Q["complete_outline"], worker_id, job_id, attempt, titles)
+        return row is not None
+
+    async def retry_sections(self, worker_id: str, retries: Sequence[SectionRetry]) -> int:
+        rows = await self.pool.fetch(
+            Q["retry_sections"],
+            worker_id,
+            [r.section_id for r in retries],
+            [r.attempt for r in retries],
+            [r.error for r in retries],
+            [r.delay for r in retries],
+        )
+        return len(rows)
+
+    async def fail_sections(self, worker_id: str, failures: Sequence[SectionFailure]) -> list[UUID]:
+        """Fail the sections for good and, atomically, their jobs. Returns the failed jobs."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                Q["fail_sections"],
+                worker_id,
+                [f.section_id for f in failures],
+                [f.attempt for f in failures],
+                [f.error for f in failures],
+            )
+            errors = {f.section_id: f.error for f in failures}
+            messages: dict[UUID, str] = {}
+            for r in rows:
+                messages.setdefault(
+                    r["job_id"],
+                    section_failure_message(
+                        r["position"],
+                        r["sections_total"],
+                        r["title"],
+                        r["attempts"],
+                        errors[r["id"]],
+                    ),
+                )
+            return await self._fail_jobs(conn, messages)
+
+    async def release_sections(
+        self,
+        worker_id: str,
+        held: Sequence[HeldSection],
+        status: Literal["queued", "cancelled"],
+    ) -> int:
+        released: int = await self.pool.fetchval(
+            Q["release_sections"],
+            worker_id,
+            [h.section_id for h in held],
+            [h.attempt for h in held],
+            status,
+        )
+        return released
+
+    async def retry_outline(
+        self, worker_id: str, job_id: UUID, attempt: int, error: str, delay: float
+    ) -> bool:
+        row = await self.pool.fetchrow(Q["retry_outline"], worker_id, job_id, attempt, error, delay)
+        return row is not None
+
+    async def fail_outline(self, worker_id: str, job_id: UUID, attempt: int, error: str) -> bool:
+        message = outline_failure_message(attempt, error)
+        row = await self.pool.fetchrow(Q["fail_outline"], worker_id, job_id, attempt, message)
+        return row is not None
+
+    async def release_outline(self, worker_id: str, job_id: UUID, attempt: int) -> bool:
+        row = await self.pool.fetchrow(Q["release_outline"], worker_id, job_id, attempt)
+        return row is not None
+
+    async def extend_leases(
+        self,
+        worker_id: str,
+        sections: Sequence[HeldSection],
+        outlines: Sequence[HeldOutline],
+        lease_seconds: float,
+    ) -> tuple[set[int], set[UUID]]:
+        """Renew this worker's leases; returns the ones it still holds for live jobs."""
+        kept_sections: set[int] = set()
+        kept_outlines: set[UUID] = set()
+        if sections:
+            rows = await self.pool.fetch(
+                Q["extend_section_leases"],
+                worker_id,
+                [s.section_id for s in sections],
+                [s.attempt for s in sections],
+                lease_seconds,
+            )
+            kept_sections = {r[0] for r in rows}
+        if outlines:
+            rows = await self.pool.fetch(
+                Q["extend_outline_leases"],
+                worker_id,
+                [o.job_id for o in outlines],
+                [o.attempt for o in outlines],
+                lease_seconds,
+            )
+            kept_outlines = {r[0] for r in rows}
+        return kept_sections, kept_outlines
+
+    async def rescue(self, max_attempts: int) -> Rescue:
+        """Requeue steps whose worker vanished; fail the ones out of attempts."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q["rescue_sections"], max_attempts)
+            messages: dict[UUID, str] = {}
+            for r in rows:
+                if r["status"] == "failed":
+                    messages.setdefault(
+                        r["job_id"],
+                        section_failure_message(
+                            r["position"],
+                            r["sections_total"],
+                            r["title"],
+                            r["attempts"],
+                            "its worker stopped responding each time",
+                        ),
+                    )
+            failed = await self._fail_jobs(conn, messages)
+            outlines = await conn.fetch(Q["rescue_outlines"], max_attempts)
+        failed += [r["id"] for r in outlines if r["status"] == "failed"]
+        requeued = sum(r["status"] == "queued" for r in rows) + sum(
+            r["status"] == "queued" for r in outlines
+        )
+        return Rescue(requeued=requeued, failed_jobs=failed)
+
+    async def fail_overdue_jobs(self, timeout_seconds: float) -> list[UUID]:
+        rows = await self.pool.fetch(Q["overdue_jobs"])
+        if not rows:
+            return []
+        minutes = timeout_seconds / 60
+        message = (
+            f"The report did not finish within its deadline of {minutes:g} minutes "
+            "(JOB_TIMEOUT_SECONDS); the model may be too slow or unavailable."
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._fail_jobs(conn, {r["id"]: message for r in rows})
+
+    @staticmethod
+    async def _fail_jobs(conn: asyncpg.Connection, messages: dict[UUID, str]) -> list[UUID]:
+        if not messages:
+            return []
+        ids = sorted(messages)
+        await conn.execute(Q["retire_queued_sections"], ids)
+        rows = await conn.fetch(Q["fail_jobs"], ids, [messages[i] for i in ids])
+        return [r[0] for r in rows]

@@ -1,0 +1,92 @@
+"""Wiring: builds a worker's resources once, from the settings, and runs it until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import asyncpg
+import structlog
+
+from reportsvc.db.engine import create_pool
+from reportsvc.domain import StepRunner
+from reportsvc.llm.client import OpenAIChatModel, create_openai_client
+from reportsvc.pipeline.runner import ReportPipeline
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+from reportsvc.worker import DATABASE_ERRORS, Worker, WorkerConfig
+
+log = structlog.get_logger("reportsvc.runtime")
+
+
+def worker_config(settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
+    return WorkerConfig(
+        database_url=settings.require_database_url(),
+        concurrency=concurrency or settings.worker_concurrency,
+        claim_batch_size=settings.claim_batch_size,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+        step_timeout_seconds=settings.step_timeout_seconds,
+        job_timeout_seconds=settings.job_timeout_seconds,
+        poll_interval_seconds=settings.poll_interval_seconds,
+        rescue_interval_seconds=settings.rescue_interval_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        listen_notify=settings.listen_notify,
+    )
+
+
+def report_pipeline(settings: Settings, model: OpenAIChatModel) -> ReportPipeline:
+    return ReportPipeline(
+        model,
+        max_title_length=settings.max_title_length,
+        section_max_tokens=settings.section_max_tokens,
+    )
+
+
+async def run_worker(
+    settings: Settings, *, concurrency: int | None = None, runner: StepRunner | None = None
+) -> None:
+    """Run one worker until SIGTERM or SIGINT (a second signal skips the grace period)."""
+    config = worker_config(settings, concurrency=concurrency)
+    model = OpenAIChatModel(create_openai_client(settings))
+    pool = await _connect(settings)
+    worker = Worker(Store(pool), runner or report_pipeline(settings, model), config)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        log.info("signal received; shutting down", signal=signal.Signals(signum).name)
+        worker.stop()
+        if signals > 1:
+            worker.hurry()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await worker.run()
+    finally:
+        await pool.close()
+        await model.close()
+
+
+async def _connect(settings: Settings) -> asyncpg.Pool:
+    """The worker's pool. Waits (with backoff) for a database that is not up yet."""
+    delay = 0.2
+    while True:
+        try:
+            return await create_pool(
+                settings.require_database_url(),
+                min_size=1,
+                max_size=6,
+                connect_timeout=settings.database_connect_timeout,
+            )
+        except DATABASE_ERRORS as exc:
+            log.warning(
+                "database unavailable at start-up; retrying", error=str(exc), retry_in=delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

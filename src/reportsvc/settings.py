@@ -1,0 +1,171 @@
+"""Typed configuration, read once from the environment (and `.env`), validated at start-up.
+
+Every field maps to the upper-case environment variable of the same name; `.env.example`
+documents each one. A bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from reportsvc.errors import ConfigError
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+_POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Return `url` as a plain `postgresql://` URL that both asyncpg and psql accept.
+
+    Accepts the spellings people paste: `postgres://`, `postgresql://` and SQLAlchemy's
+    `postgresql+asyncpg://`.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        raise ValueError(
+            f"must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname "
+            f"(got scheme {parts.scheme or 'none'!r})"
+        )
+    return urlunsplit(("postgresql", *parts[1:]))
+
+
+def redact_database_url(url: str) -> str:
+    """The URL with its password replaced, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, *parts[2:]))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- database ---------------------------------------------------------------------
+    database_url: str | None = None
+    database_pool_size: PositiveInt = 10
+    database_connect_timeout: PositiveFloat = 5.0
+
+    # --- model ------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: PositiveFloat = 60.0
+    openai_max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    openai_allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- reports ----------------------------------------------------------------------
+    max_topic_length: Annotated[int, Field(ge=10, le=10_000)] = 300
+    default_sections: Annotated[int, Field(ge=1, le=20)] = 6
+    max_sections: Annotated[int, Field(ge=1, le=20)] = 12
+    max_title_length: Annotated[int, Field(ge=20, le=1000)] = 120
+    section_max_tokens: Annotated[int, Field(ge=16, le=32_000)] = 900
+
+    # --- worker -----------------------------------------------------------------------
+    worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    claim_batch_size: Annotated[int, Field(ge=1, le=1000)] = 32
+    lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 15.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    retry_base_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    retry_max_seconds: Annotated[float, Field(ge=0, le=86_400)] = 120.0
+    step_timeout_seconds: PositiveFloat = 240.0
+    job_timeout_seconds: PositiveFloat = 3600.0
+    poll_interval_seconds: Annotated[float, Field(ge=0.01, le=60)] = 1.0
+    rescue_interval_seconds: Annotated[float, Field(ge=0.05, le=600)] = 2.0
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    listen_notify: bool = True
+
+    # --- logging ----------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return normalize_database_url(value)
+
+    @field_validator("openai_base_url", "openai_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("openai_allowed_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_sections > self.max_sections:
+            raise ValueError(
+                f"DEFAULT_SECTIONS ({self.default_sections}) must not exceed "
+                f"MAX_SECTIONS ({self.max_sections})"
+            )
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_BASE_SECONDS")
+        return self
+
+    # --- derived values -----------------------------------------------------------------
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Leases are renewed three times per lease, so one slow renewal never loses one."""
+        return self.lease_seconds / 3
+
+    @property
+    def allowed_models(self) -> list[str]:
+        """The models a request may ask for; the default model is always allowed."""
+        return [
+            self.openai_model,
+            *(m for m in self.openai_allowed_models if m != self.openai_model),
+        ]
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(
+                "DATABASE_URL is not set. Set it to a PostgreSQL URL, for example "
+                "postgresql://postgres@127.0.0.1:5432/reportsvc (see .env.example)."
+            )
+        return self.database_url
+
+
+def _shown(name: str, value: object) -> str:
+    """A rejected value as it may appear in a message: secrets hidden, passwords redacted."""
+    if any(word in name for word in ("KEY", "TOKEN", "SECRET", "PASSWORD")):
+        return "'***'"
+    if isinstance(value, str) and "URL" in name:
+        return repr(redact_database_url(value))
+    return repr(value)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one readable `ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"  {name}: {error['msg']} (got {_shown(name, error.get('input'))})")
+        raise ConfigError("Invalid configuration:\n" + "\n".join(problems)) from None

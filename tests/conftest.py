@@ -1,0 +1,183 @@
+"""Fixtures: a real PostgreSQL, a database per test, and a real HTTP stand-in model.
+
+PostgreSQL, in order of preference:
+1. TEST_DATABASE_URL, when set (CI points it at the machine's server);
+2. a throwaway container through testcontainers, when a Docker engine answers;
+3. an embedded PostgreSQL from the `pgserver` wheel, in a temporary directory.
+
+One template database is migrated per session; every test gets its own
+`CREATE DATABASE ... TEMPLATE ...` copy, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from reportsvc.api.app import create_app
+from reportsvc.db import migrate
+from reportsvc.db.engine import create_pool
+from reportsvc.llm.fake import FakeConfig, FakeLLMThread
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+from tests.helpers import test_settings
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _docker_engine_answers() -> bool:
+    if os.environ.get("DOCKER_HOST"):
+        return True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect("/var/run/docker.sock")
+        except OSError:
+            return False
+    return True
+
+
+def _docker_postgres() -> Iterator[str] | None:
+    if not _docker_engine_answers():
+        return None
+    try:
+        from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
+    except ImportError:
+        try:
+            from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+        except ImportError:
+            return None
+    try:
+        container = PostgresContainer("postgres:16-alpine", driver=None)
+        container.start()
+    except Exception:
+        return None
+
+    def urls() -> Iterator[str]:
+        try:
+            yield container.get_connection_url()
+        finally:
+            container.stop()
+
+    return urls()
+
+
+def _embedded_postgres() -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="reportsvc-test-pg-")
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime directory, which warns without a login
+        # session (XDG_RUNTIME_DIR unset, as in CI).
+        warnings.simplefilter("ignore")
+        import pgserver  # noqa: PLC0415
+
+        server = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A server URL whose database we may create other databases from."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    docker = _docker_postgres() if os.environ.get("REPORTSVC_TEST_DOCKER", "1") == "1" else None
+    source = docker if docker is not None else _embedded_postgres()
+    url = next(source)
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(source)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_url: str) -> AsyncIterator[str]:
+    name = f"reportsvc_tmpl_{os.getpid()}_{secrets.token_hex(3)}"
+    await _admin(postgres_url, f'CREATE DATABASE "{name}"')
+    url = with_database(postgres_url, name)
+    try:
+        await asyncio.to_thread(migrate.upgrade, url)
+        yield name
+    finally:
+        await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database_url(postgres_url: str, template_database: str) -> AsyncIterator[str]:
+    name = f"reportsvc_t_{secrets.token_hex(6)}"
+    await _admin(postgres_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    try:
+        yield with_database(postgres_url, name)
+    finally:
+        await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> Store:
+    return Store(pool)
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLMThread]:
+    server = FakeLLMThread().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLMThread) -> FakeLLMThread:
+    """The stand-in model, back to good behaviour and zeroed counters for each test."""
+    fake_llm_server.configure(FakeConfig())
+    fake_llm_server.reset()
+    return fake_llm_server
+
+
+@pytest.fixture
+def settings(database_url: str, fake_llm: FakeLLMThread) -> Settings:
+    return test_settings(database_url=database_url, openai_base_url=fake_llm.base_url)
+
+
+@pytest.fixture
+async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(app=create_app(settings, pool=pool)) as client:
+        yield client

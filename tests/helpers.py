@@ -1,0 +1,88 @@
+"""Shared test helpers: settings for tests, a worker running in the background, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from reportsvc.domain import JobOptions, StepRunner
+from reportsvc.llm.client import OpenAIChatModel, create_openai_client
+from reportsvc.queue.store import JobRow, Store
+from reportsvc.runtime import report_pipeline, worker_config
+from reportsvc.settings import Settings
+from reportsvc.worker import Worker
+
+# Fast timings, so retries and lease expiry happen within a test's patience.
+FAST: dict[str, object] = {
+    "lease_seconds": 2.0,
+    "retry_base_seconds": 0.05,
+    "retry_max_seconds": 0.2,
+    "rescue_interval_seconds": 0.2,
+    "poll_interval_seconds": 0.2,
+    "openai_max_retries": 0,
+    "openai_timeout": 5.0,
+    "shutdown_grace_seconds": 2.0,
+    "max_attempts": 3,
+}
+
+
+def test_settings(**overrides: object) -> Settings:
+    values = {"openai_api_key": None, **FAST, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+@asynccontextmanager
+async def running_worker(
+    store: Store,
+    settings: Settings,
+    *,
+    runner: StepRunner | None = None,
+    worker_id: str | None = None,
+    concurrency: int | None = None,
+) -> AsyncIterator[Worker]:
+    model = OpenAIChatModel(create_openai_client(settings))
+    worker = Worker(
+        store,
+        runner or report_pipeline(settings, model),
+        worker_config(settings, concurrency=concurrency),
+        worker_id=worker_id,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.hurry()
+        await asyncio.wait_for(task, timeout=20)
+        await model.close()
+
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+async def wait_for_job(
+    store: Store, job_id: UUID, *, timeout: float = 20.0, statuses: tuple[str, ...] = TERMINAL
+) -> JobRow:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await store.get_job(job_id)
+        assert job is not None
+        if job.status in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def submit(store: Store, topic: str = "The Roman Empire", sections: int = 4) -> UUID:
+    job_id = await store.create_job(
+        topic=topic,
+        model="test-model",
+        options=JobOptions(sections=sections),
+        idempotency_key=None,
+        timeout_seconds=3600,
+    )
+    assert job_id is not None
+    return job_id
