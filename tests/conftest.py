@@ -20,12 +20,11 @@ import socket
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from reportsvc.api.app import create_app
 from reportsvc.db import migrate
@@ -33,7 +32,7 @@ from reportsvc.db.engine import create_pool
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import test_settings
+from tests.helpers import make_settings
 
 
 def with_database(url: str, name: str) -> str:
@@ -174,10 +173,14 @@ def fake_llm(fake_llm_server: FakeLLMThread) -> FakeLLMThread:
 
 @pytest.fixture
 def settings(database_url: str, fake_llm: FakeLLMThread) -> Settings:
-    return test_settings(database_url=database_url, openai_base_url=fake_llm.base_url)
+    return make_settings(database_url=database_url, openai_base_url=fake_llm.base_url)
 
 
 @pytest.fixture
-async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(settings, pool=pool)) as client:
+async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process, on the test's event loop (so it can share the test's pool)."""
+    app = create_app(settings, pool=pool)
+    # Litestar's ASGI signature is narrower than the one httpx declares; they interoperate.
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client

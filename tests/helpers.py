@@ -29,7 +29,7 @@ FAST: dict[str, object] = {
 }
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     values = {"openai_api_key": None, **FAST, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from litestar import Litestar, get
-from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -26,13 +26,42 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Services:
+    """What handlers need, created once per process at start-up and injected."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the application has not started"
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
+
+
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
     """The API. Without `pool`, one is created at start-up from DATABASE_URL."""
+    services = Services(settings)
+
+    def provide_store() -> Store:
+        return services.store
+
+    def provide_settings() -> Settings:
+        return services.settings
+
+    if pool is not None:
+        services.store = Store(pool)
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        own_pool = pool is None
-        active = pool or await create_pool(
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        if pool is not None:  # the caller owns the pool
+            yield
+            return
+        own = await create_pool(
             settings.require_database_url(),
             # No connection at start-up: the API starts (and answers 503) even while the
             # database is down, and connects once it is back.
@@ -40,17 +69,19 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             max_size=settings.database_pool_size,
             connect_timeout=settings.database_connect_timeout,
         )
-        app.state.store = Store(active)
+        services.store = Store(own)
         try:
             yield
         finally:
-            if own_pool:
-                await active.close()
+            await own.close()
 
     return Litestar(
         route_handlers=[ReportController, healthz],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        dependencies={
+            "store": Provide(provide_store, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
         # Logging is configured once for the process (reportsvc.logs), not by Litestar.

@@ -11,6 +11,8 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
+    HTTP_405_METHOD_NOT_ALLOWED,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -66,20 +68,19 @@ def error_response(
 
 
 def _validation_message(exc: ValidationException) -> str:
+    """msgspec's words, with Litestar's internal names replaced by the client's."""
     extra: Any = exc.extra
-    detail = str(exc.detail)
-    if isinstance(extra, list) and extra:
-        parts = []
-        for item in extra:
-            if isinstance(item, dict):
-                key = item.get("key")
-                message = str(item.get("message", "")).replace("`", "")
-                parts.append(f"{key}: {message}" if key else message)
-        if parts:
-            return "; ".join(parts)
-    if "malformed" in detail.lower() or "json" in detail.lower():
-        return "the request body is not valid JSON"
-    return detail
+    parts = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key")
+        message = str(item.get("message", "")).replace("`", "")
+        if key == "data" and message in ("'data'", "data"):
+            return 'the request body is empty; send JSON such as {"topic": "The Roman Empire"}'
+        where = "request body" if key == "data" else key
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or str(exc.detail)
 
 
 def handle_validation(
@@ -88,12 +89,22 @@ def handle_validation(
     return error_response(HTTP_400_BAD_REQUEST, "invalid_request", _validation_message(exc))
 
 
-def handle_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
-    code = exc.code if isinstance(exc, ApiError) else _CODES.get(exc.status_code, "error")
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.code, str(exc.detail), exc.headers)
+    status = exc.status_code
+    code = _CODES.get(status, "error")
     message = str(exc.detail)
-    if isinstance(exc, NotFoundException) and not isinstance(exc, ApiError):
-        message = "no such resource"
-    return error_response(exc.status_code, code, message, exc.headers)
+    if isinstance(exc, NotFoundException):
+        message = f"no such resource: {request.method} {request.url.path}"
+    elif status == HTTP_405_METHOD_NOT_ALLOWED:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif status == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        message = "the request body is too large"
+    elif message.startswith("JSON is malformed"):
+        code = "invalid_json"
+        message = f"the request body is not valid JSON ({message.split(': ', 1)[-1]})"
+    return error_response(status, code, message, exc.headers)
 
 
 def handle_database_down(_request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:

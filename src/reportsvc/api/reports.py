@@ -7,9 +7,9 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Response, delete, get, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from reportsvc.api.errors import ApiError
@@ -27,6 +27,15 @@ from reportsvc.queue.store import JobRow, Store
 from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+# Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
+JobIdParam = Annotated[
+    str,
+    PathParameter(
+        description="The jobId returned by POST /reports.",
+        examples=[Example(value="5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30")],
+    ),
+]
 
 
 def clean_topic(raw: str, max_length: int) -> str:
@@ -118,20 +127,19 @@ class ReportController(Controller):
     )
     async def create_report(
         self,
-        data: CreateReport,
-        state: State,
+        data: JSONBody[CreateReport],
+        store: NamedDependency[Store],
+        settings: NamedDependency[Settings],
         idempotency_key: Annotated[
             str | None,
-            Parameter(
-                header="Idempotency-Key",
+            HeaderParameter(
+                name="Idempotency-Key",
                 required=False,
                 description="Any unique string (a UUID is a good choice), at most 255 characters.",
                 examples=[Example(value="5b0f3c1e-6a55-4d7e-9d0c-5a2a8f3e9b11")],
             ),
         ] = None,
     ) -> Response[JobAccepted]:
-        settings: Settings = state.settings
-        store: Store = state.store
         topic = clean_topic(data.topic, settings.max_topic_length)
         if idempotency_key is not None and not (
             0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency_key.isprintable()
@@ -180,8 +188,7 @@ class ReportController(Controller):
             "`report`), `failed` (with `error`) or `cancelled`."
         ),
     )
-    async def get_report(self, job_id: str, state: State) -> JobStatus:
-        store: Store = state.store
+    async def get_report(self, job_id: JobIdParam, store: NamedDependency[Store]) -> JobStatus:
         job = await store.get_job(parse_job_id(job_id))
         if job is None:
             raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
@@ -197,8 +204,9 @@ class ReportController(Controller):
             "job is a no-op; a finished job cannot be cancelled (409)."
         ),
     )
-    async def cancel_report(self, job_id: str, state: State) -> CancelResult:
-        store: Store = state.store
+    async def cancel_report(
+        self, job_id: JobIdParam, store: NamedDependency[Store]
+    ) -> CancelResult:
         parsed = parse_job_id(job_id)
         status = await store.cancel_job(parsed)
         if status is None:

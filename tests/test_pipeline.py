@@ -1,0 +1,163 @@
+"""Outline and section hygiene: the model's output is never trusted as it comes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reportsvc.domain import JobOptions
+from reportsvc.errors import StepError
+from reportsvc.pipeline.outline import clean_title, normalize_outline, parse_outline, roman
+from reportsvc.pipeline.prompts import OUTLINE_RESPONSE_FORMAT, OUTLINE_SCHEMA, section_messages
+from reportsvc.pipeline.text import clean_section, strip_reasoning
+
+
+def test_roman_numerals() -> None:
+    assert [roman(n) for n in (1, 2, 4, 9, 12, 14, 19, 20, 40)] == [
+        "I", "II", "IV", "IX", "XII", "XIV", "XIX", "XX", "XL",
+    ]  # fmt: skip
+
+
+def test_outline_is_numbered_by_us() -> None:
+    titles = normalize_outline(["Rise", "Fall"], wanted=5, max_title_length=80)
+    assert titles == ["I. Rise", "II. Fall"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("1. The Republic", "The Republic"),
+        ("IV) The Principate", "The Principate"),
+        ("Section 3: Trade", "Trade"),
+        ("- Bullet point", "Bullet point"),
+        ("## Heading", "Heading"),
+        ("2 - Dash", "Dash"),
+        ("1. I. Doubly numbered", "Doubly numbered"),
+        ('"Quoted"', "Quoted"),
+        ("  spaced \n  out  ", "spaced out"),
+        # Words that only look like numbering stay.
+        ("Civil: War and Peace", "Civil: War and Peace"),
+        ("1848: Revolutions", "1848: Revolutions"),
+        ("Mix of cultures", "Mix of cultures"),
+        ("I, Claudius", "I, Claudius"),
+    ],
+)
+def test_numbering_the_model_added_is_removed(raw: str, clean: str) -> None:
+    assert clean_title(raw, 200) == clean
+
+
+def test_duplicate_titles_are_dropped_ignoring_case_and_spacing() -> None:
+    titles = normalize_outline(
+        ["Origins", "ORIGINS", " origins ", "1. Origins", "Legacy"], wanted=5, max_title_length=80
+    )
+    assert titles == ["I. Origins", "II. Legacy"]
+
+
+def test_blank_titles_are_dropped() -> None:
+    assert normalize_outline(["", "   ", "Real"], wanted=3, max_title_length=80) == ["I. Real"]
+
+
+def test_too_many_titles_are_cut_to_the_number_wanted() -> None:
+    titles = normalize_outline([f"Topic {i}" for i in range(100)], wanted=6, max_title_length=80)
+    assert len(titles) == 6
+    assert titles[-1] == "VI. Topic 5"
+
+
+def test_absurdly_long_titles_are_cut_at_a_word_boundary() -> None:
+    title = clean_title("word " * 200, 60)
+    assert len(title) <= 60
+    assert title.endswith("…")
+    assert title.removesuffix("…").split() == ["word"] * len(title.removesuffix("…").split())
+
+
+def test_empty_outline_normalises_to_nothing() -> None:
+    assert normalize_outline([], wanted=5, max_title_length=80) == []
+
+
+@given(st.lists(st.text(max_size=300), max_size=60), st.integers(1, 20))
+def test_normalised_outlines_are_always_distinct_bounded_and_numbered(
+    raw: list[str], wanted: int
+) -> None:
+    titles = normalize_outline(raw, wanted=wanted, max_title_length=120)
+    assert len(titles) <= wanted
+    assert len(set(titles)) == len(titles)
+    bare = [t.split(". ", 1)[1] for t in titles]
+    assert len({b.casefold() for b in bare}) == len(bare)
+    for i, title in enumerate(titles):
+        assert title.startswith(f"{roman(i + 1)}. ")
+        assert bare[i].strip() == bare[i]
+        assert bare[i]
+        assert len(bare[i]) <= 120
+
+
+def test_parse_outline_accepts_the_schema_shape() -> None:
+    assert parse_outline('{"sections": ["A", "B"]}') == ["A", "B"]
+
+
+def test_parse_outline_tolerates_fences_and_reasoning() -> None:
+    assert parse_outline('<think>hmm</think>\n```json\n{"sections": ["A"]}\n```') == ["A"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"sections": ["unterminated',
+        '{"outline": ["A"]}',
+        '{"sections": "A, B"}',
+        '{"sections": [1, 2]}',
+        '{"sections": ["A"], "extra": 1}',
+        "1. A\n2. B",
+        "",
+    ],
+)
+def test_malformed_outlines_are_retryable_errors(content: str) -> None:
+    with pytest.raises(StepError) as caught:
+        parse_outline(content)
+    assert caught.value.retryable
+    assert "outline" in caught.value.message
+
+
+def _objects(schema: object) -> list[dict[str, object]]:
+    found = []
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            found.append(schema)
+        for value in schema.values():
+            found.extend(_objects(value))
+    return found
+
+
+def test_outline_schema_is_strict_mode_compatible() -> None:
+    assert OUTLINE_RESPONSE_FORMAT["type"] == "json_schema"
+    assert OUTLINE_RESPONSE_FORMAT["json_schema"]["strict"] is True
+    assert OUTLINE_SCHEMA["type"] == "object"
+    for obj in _objects(OUTLINE_SCHEMA):
+        assert obj["additionalProperties"] is False
+        assert set(obj["required"]) == set(obj["properties"])  # type: ignore[call-overload]
+
+
+def test_section_prompt_carries_topic_outline_and_position() -> None:
+    outline = ["I. Rise", "II. Peak", "III. Fall"]
+    messages = section_messages("Rome", outline, 1, JobOptions(sections=3))
+    system, user = messages[0].content, messages[1].content
+    assert "Rome" not in system  # the topic is data, never instructions
+    assert '"Rome"' in user
+    for title in outline:
+        assert title in user
+    assert 'section 2 of 3: "II. Peak"' in user
+
+
+def test_reasoning_tags_are_stripped() -> None:
+    assert strip_reasoning("<think>plan\nmore</think>Answer") == "Answer"
+    assert strip_reasoning("<THINKING>x</THINKING> A <think>y</think>B") == " A B"
+    assert strip_reasoning("<think>cut off before answering") == ""
+
+
+def test_section_text_is_trimmed_and_a_repeated_title_dropped() -> None:
+    assert clean_section("\n\n## II. Peak\n\nBody text.\n", "II. Peak") == "Body text."
+    assert clean_section("**Peak**\nBody", "II. Peak") == "Body"
+    assert clean_section("Peak performance was reached.", "II. Peak") == (
+        "Peak performance was reached."
+    )
+    assert clean_section("<think>x</think>   ", "II. Peak") == ""
