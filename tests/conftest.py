@@ -15,11 +15,10 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
 import socket
 import tempfile
-import warnings
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -29,6 +28,7 @@ import pytest
 from reportsvc.api.app import create_app
 from reportsvc.db import migrate
 from reportsvc.db.engine import create_pool
+from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
@@ -78,19 +78,11 @@ def _docker_postgres() -> Iterator[str] | None:
 
 
 def _embedded_postgres() -> Iterator[str]:
-    directory = tempfile.mkdtemp(prefix="reportsvc-test-pg-")
-    with warnings.catch_warnings():
-        # pgserver asks platformdirs for a runtime directory, which warns without a login
-        # session (XDG_RUNTIME_DIR unset, as in CI).
-        warnings.simplefilter("ignore")
-        import pgserver  # noqa: PLC0415
-
-        server = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="reportsvc-test-pg-")), durable=False)
     try:
-        yield server.get_uri()
+        yield server.start()
     finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
+        server.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from reportsvc.db.errors import DATABASE_UNAVAILABLE, RETRYABLE_CONFLICTS
 from reportsvc.domain import OutlineTask, SectionResult, SectionTask, StepRunner, Task
 from reportsvc.errors import StepError
 from reportsvc.queue.store import (
@@ -51,19 +52,8 @@ WORK_CHANNEL = "reportsvc_work"
 # results and releases before it exits anyway (their leases then expire instead).
 RESULT_WRITE_SECONDS = 5.0
 
-# Errors that mean "the database is not reachable right now": wait and try again.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    TimeoutError,
-)
+# Errors after which the same write or claim is simply tried again later.
+DATABASE_ERRORS = DATABASE_UNAVAILABLE + RETRYABLE_CONFLICTS
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -258,6 +248,10 @@ class Worker:
             except DATABASE_ERRORS as exc:
                 await self._database_trouble("claim", exc, backoff)
                 continue
+            except Exception:
+                self._log.exception("claim failed unexpectedly")
+                await self._database_trouble("claim", None, backoff)
+                continue
             if backoff.failing_since is not None:
                 self._log.info("database reachable again")
             backoff.reset()
@@ -355,8 +349,24 @@ class Worker:
                 self._flushing = []
                 await self._database_trouble("write results", exc, backoff)
                 continue
+            except Exception:
+                # Not an outage: something in the batch cannot be written. Write the rest
+                # one by one; a result that still fails is dropped, its lease lapses, and
+                # the step is retried (or failed) like one whose worker died.
+                self._log.exception("batch write failed; writing one by one")
+                await self._write_one_by_one(self._flushing)
             backoff.reset()
             self._flushing = []
+
+    async def _write_one_by_one(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            try:
+                async with self._write_lock:
+                    await self._write([outcome])
+            except Exception:
+                self._log.exception(
+                    "dropping a result that cannot be written", **_ids(outcome.task)
+                )
 
     async def _write(self, outcomes: list[Outcome]) -> None:
         """Write a batch: one statement per kind of section outcome, outlines one by one."""
@@ -439,6 +449,9 @@ class Worker:
                     self._log.warning("heartbeat failed; retrying", error=_describe(exc))
                     backoff.next_delay()
                 continue
+            except Exception:
+                self._log.exception("heartbeat failed unexpectedly")
+                continue
             backoff.reset()
 
     async def _heartbeat(self) -> None:
@@ -497,6 +510,8 @@ class Worker:
                         self._log.warning("job failed: past its deadline", job_id=str(job_id))
             except DATABASE_ERRORS:
                 continue  # the claim loop reports outages; this just tries again later
+            except Exception:
+                self._log.exception("maintenance failed unexpectedly")
 
     # --- wake-ups -----------------------------------------------------------------------
 
@@ -554,8 +569,10 @@ class Worker:
                 flight.asyncio_task.cancel()
             await asyncio.gather(*(f.asyncio_task for f in flights), return_exceptions=True)
 
-    async def _database_trouble(self, what: str, exc: BaseException, backoff: Backoff) -> None:
-        if backoff.failing_since is None:
+    async def _database_trouble(
+        self, what: str, exc: BaseException | None, backoff: Backoff
+    ) -> None:
+        if backoff.failing_since is None and exc is not None:
             self._log.warning(
                 "database unavailable; retrying with backoff", action=what, error=_describe(exc)
             )
@@ -601,5 +618,7 @@ def _ids(task: Task) -> dict[str, object]:
     return ids
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
@@ -18,22 +17,9 @@ from litestar.status_codes import (
 )
 
 from reportsvc.api.schemas import ErrorBody
-from reportsvc.errors import DatabaseUnavailableError
+from reportsvc.db.errors import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger("reportsvc.api")
-
-# Errors that mean the database cannot be reached right now (restart, failover, network).
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    DatabaseUnavailableError,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 
 _CODES = {
     400: "bad_request",
@@ -118,7 +104,7 @@ def handle_database_down(_request: Request[Any, Any, Any], exc: Exception) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    if isinstance(exc, DATABASE_DOWN):
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         return handle_database_down(request, exc)
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal server error")

@@ -40,8 +40,15 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    database_url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = 5.0,
+    command_timeout: float = 30.0,
 ) -> asyncpg.Pool:
+    """A pool whose connections never hang forever: connecting and each statement are
+    bounded, so an unreachable database turns into an error the caller can handle."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         database_url,
         min_size=min_size,
@@ -49,6 +56,7 @@ async def create_pool(
         init=init_connection,
         reset=_no_reset,
         timeout=connect_timeout,
+        command_timeout=command_timeout,
         # Statements are few and fixed; the per-connection prepared statement cache keeps
         # them parsed and planned.
         statement_cache_size=256,

@@ -55,7 +55,7 @@ def roman(number: int) -> str:
 
 
 def clean_title(raw: str, max_length: int) -> str:
-    title = " ".join(raw.split())
+    title = " ".join(raw.replace("\x00", "").split())
     # Remove numbering repeatedly: "1. I. Origins" happens.
     while (match := _NUMBERING.match(title)) and match.end() < len(title):
         title = title[match.end() :]

@@ -15,7 +15,8 @@ _HEADING: Final = re.compile(r"^\s{0,3}#{1,6}\s+(?P<text>.+?)\s*#*\s*$")
 
 
 def strip_reasoning(text: str) -> str:
-    text = _REASONING.sub("", text)
+    # NUL cannot be stored in a PostgreSQL text column; no model means to send one.
+    text = _REASONING.sub("", text.replace("\x00", ""))
     # A reply cut off inside its reasoning has no answer at all.
     return _UNCLOSED_REASONING.sub("", text)
 
