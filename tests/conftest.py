@@ -159,6 +159,7 @@ def fake_llm_server() -> Iterator[FakeLLMThread]:
 def fake_llm(fake_llm_server: FakeLLMThread) -> FakeLLMThread:
     """The stand-in model, back to good behaviour and zeroed counters for each test."""
     fake_llm_server.configure(FakeConfig())
+    fake_llm_server.release_hangs()
     fake_llm_server.reset()
     return fake_llm_server
 

@@ -93,7 +93,10 @@ class EmbeddedPostgres:
             [str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "status"],
             capture_output=True,
             check=False,
+            # Drop root entirely: the user, its own group, and none of root's groups.
             user=self._user,
+            group=self._user,
+            extra_groups=[] if self._user else None,
         )
         return result.returncode == 0
 
@@ -133,8 +136,11 @@ class EmbeddedPostgres:
             capture_output=True,
             text=True,
             check=False,
-            user=self._user,
             cwd="/",
+            # Drop root entirely: the user, its own group, and none of root's groups.
+            user=self._user,
+            group=self._user,
+            extra_groups=[] if self._user else None,
         )
         if result.returncode != 0:
             log = self.data_dir / "server.log"

@@ -14,6 +14,7 @@ Control endpoints (JSON): GET/PUT /fake/config, GET /fake/stats, POST /fake/rese
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import threading
@@ -123,6 +124,7 @@ class FakeLLM:
         self._last_request: dict[str, Any] | None = None
         self._arrivals: list[float] = []
         self.record_arrivals = False
+        self._hangs_released = asyncio.Event()
 
     # --- control ----------------------------------------------------------------------
 
@@ -130,6 +132,11 @@ class FakeLLM:
         self.config = config
         if config.seed is not None:
             self._rng.seed(config.seed)
+
+    def release_hangs(self) -> None:
+        """End every hanging call now, and let future hangs hang again."""
+        self._hangs_released.set()
+        self._hangs_released = asyncio.Event()
 
     def reset(self) -> None:
         for counter in (
@@ -232,7 +239,8 @@ class FakeLLM:
         if refusal := self._refusal(kind, faults, body):
             return refusal
         if self._chance(faults.hang_rate):
-            await asyncio.sleep(faults.hang_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hangs_released.wait(), faults.hang_seconds)
         finish_reason = "stop"
         if self._chance(faults.empty_rate):
             content = ""
@@ -358,7 +366,15 @@ def _error(
 
 async def serve(fake: FakeLLM, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving on the running loop; returns the runner and the bound port."""
-    runner = web.AppRunner(fake.app(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        fake.app(),
+        access_log=None,
+        handle_signals=False,
+        # A client that gives up (timeout, cancelled step) ends its request here too, as
+        # it would on a real server; in-flight counts stay true.
+        handler_cancellation=True,
+        shutdown_timeout=1.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()
@@ -391,6 +407,7 @@ class FakeLLMThread:
         return self
 
     def stop(self) -> None:
+        self.release_hangs()
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -406,6 +423,10 @@ class FakeLLMThread:
 
     def reset(self) -> None:
         asyncio.run_coroutine_threadsafe(_call(self.fake.reset), self._loop).result(timeout=10)
+
+    def release_hangs(self) -> None:
+        future = asyncio.run_coroutine_threadsafe(_call(self.fake.release_hangs), self._loop)
+        future.result(timeout=10)
 
     def stats(self) -> Stats:
         return asyncio.run_coroutine_threadsafe(_call(self.fake.stats), self._loop).result(

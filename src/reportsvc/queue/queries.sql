@@ -138,15 +138,18 @@ done AS (
 per_job AS (
     SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id ORDER BY job_id
 ),
+-- The counter counts every stored section, also for a job that failed or was cancelled
+-- while this one was running: the row is done, and `reportsvc retry` will not redo it.
+-- Only a job still being written can become completed.
 counted AS (
     UPDATE jobs j
     SET sections_done = j.sections_done + p.n,
-        status = CASE WHEN j.sections_done + p.n = j.sections_total
+        status = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
                       THEN 'completed' ELSE j.status END,
-        finished_at = CASE WHEN j.sections_done + p.n = j.sections_total
-                           THEN now() END
+        finished_at = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
+                           THEN now() ELSE j.finished_at END
     FROM per_job p
-    WHERE j.id = p.job_id AND j.status = 'writing'
+    WHERE j.id = p.job_id
     RETURNING j.id, j.status
 )
 SELECT d.id AS section_id, d.job_id, c.status AS job_status

@@ -1,0 +1,220 @@
+"""Process-level chaos: real API and worker processes, killed, stopped and cut off.
+
+The stand-in model runs in the test process (a thread) and is reached over HTTP by the
+worker processes; its per-section call counts show exactly which work was done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from reportsvc.db import migrate
+from reportsvc.embedded import EmbeddedPostgres
+from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
+from tests.processes import cluster, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def post_reports(api_url: str, count: int, prefix: str) -> list[str]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        responses = [
+            await http.post("/reports", json={"topic": f"{prefix} {i}"}) for i in range(count)
+        ]
+    assert {r.status_code for r in responses} == {202}
+    return [r.json()["jobId"] for r in responses]
+
+
+async def statuses(database_url: str) -> Counter[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT status, count(*) FROM jobs GROUP BY status")
+    finally:
+        await conn.close()
+    return Counter({r[0]: r[1] for r in rows})
+
+
+async def test_sigkill_mid_run_loses_nothing_and_redoes_only_in_flight_work(
+    database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    fake_llm.configure(FakeConfig(outline=Faults(latency=0.05), section=Faults(latency=0.5)))
+    reports = 12
+    with cluster(database_url, fake_llm.base_url, tmp_path) as running:
+        running.start_api()
+        victim = running.start_worker("victim", concurrency=6)
+        survivor = running.start_worker("survivor", concurrency=6)
+        await post_reports(running.api_url, reports, "Chaos")
+        owner = f"%:{victim.pid}:%"
+        await wait_until(
+            "SELECT count(*) >= 3 FROM sections WHERE status = 'running' AND lease_owner LIKE $1",
+            database_url,
+            owner,
+        )
+        victim.signal(signal.SIGKILL)
+        victim.wait(timeout=5)
+        conn = await asyncpg.connect(database_url)
+        try:
+            orphaned = {
+                (r["topic"], r["title"])
+                for r in await conn.fetch(
+                    """SELECT j.topic, s.title FROM sections s JOIN jobs j ON j.id = s.job_id
+                       WHERE s.status = 'running' AND s.lease_owner LIKE $1""",
+                    owner,
+                )
+            }
+            finished_before = {
+                (r["topic"], r["title"])
+                for r in await conn.fetch(
+                    """SELECT j.topic, s.title FROM sections s JOIN jobs j ON j.id = s.job_id
+                       WHERE s.status = 'done'"""
+                )
+            }
+        finally:
+            await conn.close()
+        await wait_until(
+            "SELECT count(*) = $1 FROM jobs WHERE status = 'completed'",
+            database_url,
+            reports,
+            timeout=60,
+        )
+        assert survivor.alive()
+    assert await statuses(database_url) == Counter({"completed": reports})
+    calls = {tuple(key.split(" :: ")): n for key, n in fake_llm.stats().section_calls.items()}
+    total_sections = reports * 6
+    assert len(calls) == total_sections
+    redone = sum(calls.values()) - total_sections
+    # Only the victim's in-flight sections ran twice; nothing it had finished ran again.
+    assert orphaned
+    assert redone <= len(orphaned)
+    assert all(calls[key] == 1 for key in finished_before)
+    assert all(calls[key] <= 2 for key in calls)
+    assert {key for key, n in calls.items() if n == 2} <= orphaned
+
+
+async def test_sigterm_during_a_call_releases_rows_for_immediate_reclaim(
+    database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    fake_llm.configure(FakeConfig(section=Faults(hang_rate=1.0, hang_seconds=30)))
+    grace = 1.0
+    with cluster(database_url, fake_llm.base_url, tmp_path) as running:
+        running.start_api()
+        worker = running.start_worker("worker", SHUTDOWN_GRACE_SECONDS=str(grace))
+        await post_reports(running.api_url, 1, "Shutdown")
+        await wait_until("SELECT count(*) = 6 FROM sections WHERE status = 'running'", database_url)
+        await wait_until_calls(fake_llm, "section", 6)
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 30)
+        took = time.monotonic() - started
+        assert code == 0, worker.output()
+        # The documented bound: the grace period, then at most 5 s to write releases.
+        assert took < grace + 5, took
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                """SELECT status, attempts, lease_owner, run_after <= now() AS ready
+                   FROM sections"""
+            )
+        finally:
+            await conn.close()
+    assert len(rows) == 6
+    for row in rows:
+        # Back in the queue, claimable right now, and the interrupted attempt not counted.
+        assert dict(row) == {"status": "queued", "attempts": 0, "lease_owner": None, "ready": True}
+    assert "releasing unfinished steps" in worker.output()
+
+
+async def wait_until_calls(fake: FakeLLMThread, kind: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while fake.stats().calls.get(kind, 0) < count:
+        assert time.monotonic() < deadline, fake.stats()
+        await asyncio.sleep(0.05)
+
+
+async def test_a_released_step_is_taken_by_another_worker_at_once(
+    database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    fake_llm.configure(FakeConfig(section=Faults(latency=3.0)))
+    with cluster(
+        database_url, fake_llm.base_url, tmp_path, SHUTDOWN_GRACE_SECONDS="0.2"
+    ) as running:
+        running.start_api()
+        first = running.start_worker("first")
+        await post_reports(running.api_url, 1, "Handover")
+        await wait_until_calls(fake_llm, "section", 6)
+        second = running.start_worker("second", POLL_INTERVAL_SECONDS="30")
+        await asyncio.sleep(1.0)  # let it connect and start listening
+        first.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.wait, 15) == 0
+        released_at = time.monotonic()
+        # NOTIFY wakes the second worker; its 30 s poll interval would be far too late.
+        await wait_until(
+            "SELECT count(*) = 6 FROM sections WHERE status = 'running' AND lease_owner LIKE $1",
+            database_url,
+            f"%:{second.pid}:%",
+            timeout=10,
+        )
+        assert time.monotonic() - released_at < 2.0
+
+
+@pytest.fixture
+def throwaway_postgres(tmp_path: Path) -> EmbeddedPostgres:
+    """A PostgreSQL of this test's own, which it may stop and start."""
+    try:
+        server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+        server.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"cannot run a throwaway PostgreSQL here: {exc}")
+    return server
+
+
+async def test_postgres_restart_mid_run(
+    throwaway_postgres: EmbeddedPostgres, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    server = throwaway_postgres
+    try:
+        admin = await asyncpg.connect(server.url)
+        await admin.execute("CREATE DATABASE reports")
+        await admin.close()
+        url = server.url_for("reports")
+        await asyncio.to_thread(migrate.upgrade, url)
+        fake_llm.configure(FakeConfig(outline=Faults(latency=0.1), section=Faults(latency=0.4)))
+        reports = 8
+        with cluster(url, fake_llm.base_url, tmp_path) as running:
+            running.start_api()
+            worker = running.start_worker("worker", concurrency=16)
+            job_ids = await post_reports(running.api_url, reports, "Restart")
+            await wait_until("SELECT count(*) >= 5 FROM sections WHERE status = 'done'", url)
+
+            await asyncio.to_thread(server.stop)
+            async with httpx.AsyncClient(base_url=running.api_url, timeout=10) as http:
+                started = time.monotonic()
+                down = await http.get(f"/reports/{job_ids[0]}")
+                assert time.monotonic() - started < 6  # an answer, not a hang
+                assert down.status_code == 503
+                assert down.json()["code"] == "database_unavailable"
+                assert "retry-after" in down.headers
+                await asyncio.sleep(2)  # the worker keeps trying meanwhile
+                await asyncio.to_thread(server.start)
+
+                await wait_until(
+                    "SELECT count(*) = $1 FROM jobs WHERE status = 'completed'",
+                    url,
+                    reports,
+                    timeout=60,
+                )
+                assert worker.alive(), worker.output()
+                up = await http.get(f"/reports/{job_ids[0]}")
+                assert up.status_code == 200
+                assert up.json()["status"] == "completed"
+        assert "database unavailable" in worker.output()
+    finally:
+        server.destroy()
