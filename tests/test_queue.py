@@ -6,6 +6,7 @@ import asyncio
 from uuid import UUID
 
 import asyncpg
+import pytest
 
 from reportsvc.domain import OutlineTask, SectionTask
 from reportsvc.queue.store import FinishedSection, HeldSection, SectionFailure, Store
@@ -16,7 +17,7 @@ LEASE = 30.0
 
 async def outline_done(store: Store, job_id: UUID, titles: list[str], worker: str = "w1") -> None:
     """Write `job_id`'s outline; give back anything else the claim picked up."""
-    tasks = await store.claim(worker, 1000, LEASE)
+    tasks = (await store.claim(worker, 1000, LEASE)).tasks
     others = [t for t in tasks if not (isinstance(t, OutlineTask) and t.job_id == job_id)]
     [task] = [t for t in tasks if t not in others]
     assert await store.complete_outline(worker, job_id, task.attempt, titles)
@@ -29,13 +30,13 @@ async def outline_done(store: Store, job_id: UUID, titles: list[str], worker: st
 
 
 async def sections_of(store: Store, worker: str, limit: int = 100) -> list[SectionTask]:
-    tasks = await store.claim(worker, limit, LEASE)
+    tasks = (await store.claim(worker, limit, LEASE)).tasks
     return [t for t in tasks if isinstance(t, SectionTask)]
 
 
 async def test_claim_leases_the_outline_step_and_counts_the_attempt(store: Store) -> None:
     job_id = await submit(store)
-    [task] = await store.claim("w1", 10, LEASE)
+    [task] = (await store.claim("w1", 10, LEASE)).tasks
     assert isinstance(task, OutlineTask)
     assert task.job_id == job_id
     assert task.attempt == 1
@@ -45,7 +46,7 @@ async def test_claim_leases_the_outline_step_and_counts_the_attempt(store: Store
             "SELECT status, lease_owner, lease_expires_at > now() AS live FROM jobs"
         )
     assert dict(row) == {"status": "outlining", "lease_owner": "w1", "live": True}
-    assert await store.claim("w2", 10, LEASE) == []
+    assert (await store.claim("w2", 10, LEASE)).tasks == []
 
 
 async def test_outline_queues_one_section_per_title(store: Store) -> None:
@@ -64,9 +65,9 @@ async def test_claim_respects_its_limit_and_prefers_sections(store: Store) -> No
     first = await submit(store)
     await outline_done(store, first, ["I. A", "II. B", "III. C"])
     await submit(store, "Second")
-    tasks = await store.claim("w1", 2, LEASE)
+    tasks = (await store.claim("w1", 2, LEASE)).tasks
     assert [type(t) for t in tasks] == [SectionTask, SectionTask]
-    tasks = await store.claim("w1", 5, LEASE)
+    tasks = (await store.claim("w1", 5, LEASE)).tasks
     assert sorted(type(t).__name__ for t in tasks) == ["OutlineTask", "SectionTask"]
 
 
@@ -167,7 +168,7 @@ async def test_a_failed_section_fails_its_job_and_retires_the_rest(store: Store)
 async def test_expired_leases_are_rescued_and_fenced(store: Store) -> None:
     job_id = await submit(store)
     await outline_done(store, job_id, ["I. A"])
-    [lost] = await store.claim("dead-worker", 1, 0.01)
+    [lost] = (await store.claim("dead-worker", 1, 0.01)).tasks
     assert isinstance(lost, SectionTask)
     await asyncio.sleep(0.05)
     rescue = await store.rescue(max_attempts=5)
@@ -233,3 +234,9 @@ async def test_heartbeat_keeps_leases_and_drops_cancelled_jobs(store: Store) -> 
     await store.cancel_job(drop)
     kept, _ = await store.extend_leases("w1", held, [], LEASE)
     assert kept == {t.section_id for t in tasks if t.job_id == keep}
+
+
+async def test_the_database_refuses_duplicate_outline_titles(store: Store) -> None:
+    job_id = await submit(store)
+    with pytest.raises(asyncpg.CheckViolationError, match="distinct"):
+        await outline_done(store, job_id, ["I. Same", "I. Same"])

@@ -71,7 +71,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(worker=st.sampled_from(WORKERS), limit=st.integers(1, 5))
     def claim(self, worker: str, limit: int) -> None:
-        tasks = self.run(self.store.claim(worker, limit, 3600))
+        tasks = self.run(self.store.claim(worker, limit, 3600)).tasks
         assert len(tasks) <= limit
         everyone = {id(t) for ts in self.held.values() for t in ts}
         assert not everyone & {id(t) for t in tasks}

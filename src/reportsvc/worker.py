@@ -37,6 +37,8 @@ from reportsvc.db.errors import DATABASE_UNAVAILABLE, RETRYABLE_CONFLICTS
 from reportsvc.domain import OutlineTask, SectionResult, SectionTask, StepRunner, Task
 from reportsvc.errors import StepError
 from reportsvc.queue.store import (
+    Claim,
+    FinishedOutline,
     FinishedSection,
     HeldOutline,
     HeldSection,
@@ -48,6 +50,8 @@ from reportsvc.queue.store import (
 log = structlog.get_logger("reportsvc.worker")
 
 WORK_CHANNEL = "reportsvc_work"
+# Claims in flight at once while the queue is busy (see _claim_loop).
+CLAIM_LANES = 2
 # After the shutdown grace period, how long the worker keeps trying to write its last
 # results and releases before it exits anyway (their leases then expire instead).
 RESULT_WRITE_SECONDS = 5.0
@@ -177,6 +181,8 @@ class Worker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._hurry = asyncio.Event()
+        self._busy = asyncio.Event()
+        self._reserved = 0  # slots promised to claims in flight
         # Heartbeat and flush both write this worker's running rows; one at a time keeps
         # them from locking the same rows in different orders.
         self._write_lock = asyncio.Lock()
@@ -190,6 +196,7 @@ class Worker:
         self._stopping.set()
         self._work_hint.set()
         self._slot_freed.set()
+        self._busy.set()
 
     def hurry(self) -> None:
         """Skip what is left of the grace period: release in-flight steps now."""
@@ -216,7 +223,7 @@ class Worker:
         if self.config.listen_notify:
             background.append(asyncio.create_task(self._listen_loop(), name="listen"))
         try:
-            await self._claim_loop()
+            await asyncio.gather(*(self._claim_loop(lane) for lane in range(CLAIM_LANES)))
             await self._drain()
         finally:
             self._closing = True
@@ -233,34 +240,53 @@ class Worker:
 
     # --- claiming ---------------------------------------------------------------------
 
-    async def _claim_loop(self) -> None:
+    async def _claim_loop(self, lane: int) -> None:
+        """Claim work while there is room. Lane 0 always runs; further lanes join only
+        while claims keep coming back full, so a busy queue has more than one claim in
+        flight (hiding the round trip) and an idle one costs a single poller."""
         backoff = Backoff()
         while not self._stopping.is_set():
-            free = self.config.concurrency - len(self._inflight)
+            if lane > 0 and not self._busy.is_set():
+                await self._busy.wait()
+                continue
+            free = self.config.concurrency - len(self._inflight) - self._reserved
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            want = min(free, self.config.claim_batch_size)
-            self._work_hint.clear()
-            try:
-                tasks = await self.store.claim(self.worker_id, want, self.config.lease_seconds)
-            except DATABASE_ERRORS as exc:
-                await self._database_trouble("claim", exc, backoff)
-                continue
-            except Exception:
-                self._log.exception("claim failed unexpectedly")
-                await self._database_trouble("claim", None, backoff)
-                continue
-            if backoff.failing_since is not None:
-                self._log.info("database reachable again")
-            backoff.reset()
-            for task in tasks:
-                self._start(task)
-            if len(tasks) == want:
-                continue  # probably more waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work_hint.wait(), self.config.poll_interval_seconds)
+            if lane == 0:
+                self._work_hint.clear()
+            claim = await self._claim(min(free, self.config.claim_batch_size), backoff)
+            if claim is None or claim.exhausted:
+                self._busy.clear()
+                if lane == 0 and claim is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._work_hint.wait(), self.config.poll_interval_seconds
+                        )
+            else:
+                self._busy.set()  # probably more waiting: claim again at once
+
+    async def _claim(self, want: int, backoff: Backoff) -> Claim | None:
+        """Claim up to `want` steps and start them; None after a failure (already waited)."""
+        self._reserved += want
+        try:
+            claim = await self.store.claim(self.worker_id, want, self.config.lease_seconds)
+        except DATABASE_ERRORS as exc:
+            await self._database_trouble("claim", exc, backoff)
+            return None
+        except Exception:
+            self._log.exception("claim failed unexpectedly")
+            await self._database_trouble("claim", None, backoff)
+            return None
+        finally:
+            self._reserved -= want
+        if backoff.failing_since is not None:
+            self._log.info("database reachable again")
+        backoff.reset()
+        for task in claim.tasks:
+            self._start(task)
+        return claim
 
     def _start(self, task: Task) -> None:
         key = step_key(task)
@@ -369,13 +395,21 @@ class Worker:
                 )
 
     async def _write(self, outcomes: list[Outcome]) -> None:
-        """Write a batch: one statement per kind of section outcome, outlines one by one."""
+        """Write a batch: one statement per kind of outcome (failed outlines one by one)."""
         sections = _SectionWrites()
+        outlines: list[OutlineDone] = []
         for outcome in outcomes:
-            if isinstance(outcome.task, OutlineTask):
+            if isinstance(outcome, OutlineDone):
+                outlines.append(outcome)
+            elif isinstance(outcome.task, OutlineTask):
                 await self._write_outline_outcome(outcome.task, outcome)
             else:
                 sections.add(outcome, outcome.task, self)
+        if outlines:
+            await self._write_outlines(outlines)
+        await self._write_sections(sections)
+
+    async def _write_sections(self, sections: _SectionWrites) -> None:
         if sections.finished:
             await self._write_finished(sections.finished)
         if sections.retries:
@@ -400,22 +434,22 @@ class Worker:
         return failed.retryable and task.attempt < self.config.max_attempts
 
     async def _write_outline_outcome(self, task: OutlineTask, outcome: Outcome) -> None:
-        if isinstance(outcome, OutlineDone):
-            await self._write_outline(outcome)
-        elif isinstance(outcome, StepFailed):
+        if isinstance(outcome, StepFailed):
             await self._write_outline_failure(task, outcome)
         elif isinstance(outcome, Released) and outcome.status == "queued":
             await self.store.release_outline(self.worker_id, task.job_id, task.attempt)
         # A cancelled outline needs no write: cancel_job already ended the job.
 
-    async def _write_outline(self, done: OutlineDone) -> None:
-        task = done.task
-        if await self.store.complete_outline(
-            self.worker_id, task.job_id, task.attempt, done.titles
-        ):
-            self._log.info("outline written", sections=len(done.titles), **_ids(task))
-        else:
-            self._log.warning("outline discarded: lease lost", **_ids(task))
+    async def _write_outlines(self, outlines: list[OutlineDone]) -> None:
+        written = await self.store.complete_outlines(
+            self.worker_id,
+            [FinishedOutline(o.task.job_id, o.task.attempt, o.titles) for o in outlines],
+        )
+        for done in outlines:
+            if done.task.job_id in written:
+                self._log.info("outline written", sections=len(done.titles), **_ids(done.task))
+            else:
+                self._log.warning("outline discarded: lease lost", **_ids(done.task))
 
     async def _write_outline_failure(self, task: OutlineTask, failed: StepFailed) -> None:
         if self.should_retry(task, failed):

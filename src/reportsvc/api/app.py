@@ -16,6 +16,7 @@ from reportsvc.api.errors import EXCEPTION_HANDLERS
 from reportsvc.api.reports import ReportController
 from reportsvc.db.engine import create_pool
 from reportsvc.queue.store import Store
+from reportsvc.runtime import freeze_startup_objects
 from reportsvc.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             connect_timeout=settings.database_connect_timeout,
         )
         services.store = Store(own)
+        freeze_startup_objects()
         try:
             yield
         finally:

@@ -76,6 +76,8 @@ jobs = Table(
     Column("lease_expires_at", DateTime(timezone=True)),
     Column("last_error", Text),
     # The outcome.
+    # Titles are keys of the report's `sections` object, so they are distinct: enforced by
+    # the trigger jobs_outline_distinct (migration 0001).
     Column("outline", ARRAY(Text)),
     Column("sections_total", Integer),
     Column("sections_done", Integer, nullable=False, server_default=text("0")),
@@ -130,7 +132,6 @@ sections = Table(
     Column("finished_at", DateTime(timezone=True)),
     _status_check(SECTION_STATUSES),
     UniqueConstraint("job_id", "position"),
-    UniqueConstraint("job_id", "title"),
     # The hot claim path: only queued rows are in this index, so it stays small no matter
     # how many finished sections the table holds.
     Index("sections_claim_idx", "run_after", "id", postgresql_where=text("status = 'queued'")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
@@ -43,8 +44,39 @@ def create_openai_client(settings: Settings) -> AsyncOpenAI:
     )
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Completion(msgspec.Struct):
+    """The parts of a chat completion we read; the rest of the answer is ignored."""
+
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
 class OpenAIChatModel:
-    """`ChatModel` over `AsyncOpenAI`."""
+    """`ChatModel` over `AsyncOpenAI`.
+
+    Calls go through the client's generic `post` (the SDK's documented way to send a request
+    body as given) rather than `chat.completions.create`: the SDK still provides the
+    connection pool, authentication, timeouts, retries with `Retry-After` and its error
+    classes, but skips re-validating our already-typed request against its TypedDicts and
+    building pydantic models for the answer, which msgspec decodes. Measured on this
+    machine with 400 concurrent calls: 0.56 ms CPU per call instead of 1.4 ms
+    (DEVLOG.md, "The model client").
+    """
 
     def __init__(self, client: AsyncOpenAI) -> None:
         self._client = client
@@ -53,32 +85,43 @@ class OpenAIChatModel:
         await self._client.close()
 
     async def chat(self, request: ChatRequest) -> ChatReply:
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         }
         if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
+            body["max_tokens"] = request.max_tokens
         if request.response_format is not None:
-            kwargs["response_format"] = request.response_format
+            body["response_format"] = request.response_format
         if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
+            body["temperature"] = request.temperature
         try:
-            completion = await self._client.chat.completions.create(**kwargs)
+            raw = await self._client.post("/chat/completions", cast_to=bytes, body=body)
         except openai.APIError as exc:
             raise classify_error(exc) from exc
+        try:
+            completion = _decode(raw)
+        except msgspec.DecodeError as exc:
+            raise StepError(
+                f"the model service sent an answer that is not a chat completion ({exc})",
+                retryable=True,
+            ) from None
         if not completion.choices:
             raise StepError("the model returned no choices", retryable=True)
         choice = completion.choices[0]
-        usage = completion.usage
+        if choice.message.refusal:
+            raise StepError(f"the model refused: {_short(choice.message.refusal)}", retryable=False)
+        usage = completion.usage or _Usage()
         return ChatReply(
             content=choice.message.content or "",
             finish_reason=choice.finish_reason or "stop",
             usage=Usage(
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
             ),
         )
+
+
+_decode = msgspec.json.Decoder(_Completion).decode
 
 
 # SDK errors that need no more words than these, and whether another attempt may help.

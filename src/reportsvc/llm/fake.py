@@ -8,7 +8,8 @@ local quick start (`reportsvc dev` without an API key) all use it.
     reportsvc fake-llm --port 9100 --latency 0.5
     OPENAI_BASE_URL=http://127.0.0.1:9100/v1 reportsvc worker
 
-Control endpoints (JSON): GET/PUT /fake/config, GET /fake/stats, POST /fake/reset.
+Control endpoints (JSON): GET/PUT /fake/config, GET /fake/stats, POST /fake/reset, and
+POST /fake/arrivals (when each outline request arrived, by topic; read and cleared).
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ class FakeLLM:
         self._in_flight = 0
         self._max_in_flight = 0
         self._last_request: dict[str, Any] | None = None
-        self._arrivals: list[float] = []
-        self.record_arrivals = False
+        # (wall-clock time, topic) of each outline request, for the pickup benchmark.
+        self._arrivals: list[tuple[float, str]] = []
         self._hangs_released = asyncio.Event()
 
     # --- control ----------------------------------------------------------------------
@@ -162,8 +163,8 @@ class FakeLLM:
             last_request=self._last_request,
         )
 
-    def take_arrivals(self) -> list[float]:
-        """`time.time()` of each outline request since the last call (for the benchmark)."""
+    def take_arrivals(self) -> list[tuple[float, str]]:
+        """`time.time()` and topic of each outline request since the last call."""
         arrivals, self._arrivals = self._arrivals, []
         return arrivals
 
@@ -178,6 +179,7 @@ class FakeLLM:
         app.router.add_put("/fake/config", self._put_config)
         app.router.add_get("/fake/stats", self._get_stats)
         app.router.add_post("/fake/reset", self._post_reset)
+        app.router.add_post("/fake/arrivals", self._take_arrivals)
         return app
 
     async def _models_list(self, _request: web.Request) -> web.Response:
@@ -196,6 +198,9 @@ class FakeLLM:
     async def _get_stats(self, _request: web.Request) -> web.Response:
         return _json(self.stats())
 
+    async def _take_arrivals(self, _request: web.Request) -> web.Response:
+        return _json(self.take_arrivals())
+
     async def _post_reset(self, _request: web.Request) -> web.Response:
         self.reset()
         return _json(self.stats())
@@ -211,8 +216,9 @@ class FakeLLM:
             return _error(400, "invalid_request_error", "malformed chat completion request")
         self._last_request = body
         kind: Kind = "section" if _SECTION_REQUEST.search(user) else "outline"
-        if kind == "outline" and self.record_arrivals:
-            self._arrivals.append(arrived)
+        if kind == "outline":
+            self._arrivals.append((arrived, _topic(user)))
+            del self._arrivals[:-10_000]
         self._calls[kind] += 1
         self._models[str(body.get("model"))] += 1
         if kind == "section":

@@ -44,6 +44,12 @@ class FinishedSection(msgspec.Struct, frozen=True):
     content: str
 
 
+class FinishedOutline(msgspec.Struct, frozen=True):
+    job_id: UUID
+    attempt: int
+    titles: list[str]
+
+
 class SectionRetry(msgspec.Struct, frozen=True):
     section_id: int
     attempt: int
@@ -65,6 +71,12 @@ class HeldSection(msgspec.Struct, frozen=True):
 class HeldOutline(msgspec.Struct, frozen=True):
     job_id: UUID
     attempt: int
+
+
+class Claim(msgspec.Struct, frozen=True):
+    tasks: list[Task]
+    # Fewer rows were ready than asked for: the queue is (for now) empty.
+    exhausted: bool
 
 
 class Completion(msgspec.Struct, frozen=True):
@@ -161,35 +173,38 @@ class Store:
 
     # --- the worker's side ----------------------------------------------------------
 
-    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Task]:
-        rows = await self.pool.fetch(Q["claim"], worker_id, limit, lease_seconds)
-        tasks: list[Task] = []
-        for r in rows:
-            if r["kind"] == "section":
-                tasks.append(
-                    SectionTask(
-                        section_id=r["section_id"],
-                        job_id=r["job_id"],
-                        attempt=r["attempts"],
-                        position=r["position"],
-                        title=r["title"],
-                        topic=r["topic"],
-                        model=r["model"],
-                        options=_options(r["options"]),
-                        outline=r["outline"],
-                    )
-                )
-            else:
-                tasks.append(
-                    OutlineTask(
-                        job_id=r["job_id"],
-                        attempt=r["attempts"],
-                        topic=r["topic"],
-                        model=r["model"],
-                        options=_options(r["options"]),
-                    )
-                )
-        return tasks
+    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> Claim:
+        """Up to `limit` steps: ready sections first, then outlines with the room left.
+
+        One round trip while sections are waiting (the busy case), two when the sections
+        run out before the batch is full.
+        """
+        rows = await self.pool.fetch(Q["claim_sections"], worker_id, limit, lease_seconds)
+        tasks: list[Task] = [
+            SectionTask(
+                section_id=r[0],
+                job_id=r[1],
+                position=r[2],
+                title=r[3],
+                attempt=r[4],
+                topic=r[6],
+                model=r[7],
+                options=_options(r[8]),
+                outline=r[9],
+            )
+            for r in rows
+            if r[5]
+        ]
+        if len(rows) == limit:
+            return Claim(tasks, exhausted=False)
+        outlines = await self.pool.fetch(
+            Q["claim_outlines"], worker_id, limit - len(rows), lease_seconds
+        )
+        tasks += [
+            OutlineTask(job_id=r[0], topic=r[1], model=r[2], options=_options(r[3]), attempt=r[4])
+            for r in outlines
+        ]
+        return Claim(tasks, exhausted=len(rows) + len(outlines) < limit)
 
     async def complete_sections(
         self, worker_id: str, finished: Sequence[FinishedSection]
@@ -201,14 +216,29 @@ class Store:
             [f.attempt for f in finished],
             [f.content for f in finished],
         )
-        completed = {r["job_id"] for r in rows if r["job_status"] == "completed"}
-        return Completion(written=len(rows), completed_jobs=sorted(completed))
+        return Completion(
+            written=sum(r[2] for r in rows),
+            completed_jobs=sorted(r[0] for r in rows if r[1] == "completed"),
+        )
+
+    async def complete_outlines(
+        self, worker_id: str, outlines: Sequence[FinishedOutline]
+    ) -> set[UUID]:
+        """Store outlines and queue their sections; returns the jobs whose outline was written."""
+        rows = await self.pool.fetch(
+            Q["complete_outlines"],
+            worker_id,
+            [{"job_id": str(o.job_id), "attempt": o.attempt, "titles": o.titles} for o in outlines],
+        )
+        return {r[0] for r in rows}
 
     async def complete_outline(
         self, worker_id: str, job_id: UUID, attempt: int, titles: list[str]
     ) -> bool:
-        row = await self.pool.fetchrow(Q["complete_outline"], worker_id, job_id, attempt, titles)
-        return row is not None
+        written = await self.complete_outlines(
+            worker_id, [FinishedOutline(job_id, attempt, titles)]
+        )
+        return job_id in written
 
     async def retry_sections(self, worker_id: str, retries: Sequence[SectionRetry]) -> int:
         rows = await self.pool.fetch(

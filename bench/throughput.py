@@ -1,0 +1,162 @@
+"""Queue throughput: section rows claimed and completed per second by one worker process.
+
+The worker runs with an in-process no-op step runner (no HTTP, no model), so what is
+measured is the queue: claim statements, task dispatch, batched completion statements,
+and the job-completion counter. Beside it, in the same run and on the same database server,
+PgQueuer drains no-op jobs with one consumer (`bench/pgqueuer_noop.py`). Each side runs in
+a fresh child process, alternating, and the median of the rounds is kept.
+
+    python -m bench.throughput ours URL --batch 10 --sections 20000   # one child run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import asyncpg
+import uvloop
+
+from bench.harness import scratch_database
+from reportsvc.db.engine import create_pool
+from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
+from reportsvc.queue.store import Store
+from reportsvc.worker import Worker, WorkerConfig
+
+SECTIONS_PER_JOB = 8
+
+
+class NoopRunner:
+    """Steps that succeed at once: the queue is all that is left to measure."""
+
+    async def outline(self, task: OutlineTask) -> OutlineResult:
+        return OutlineResult(titles=[f"{i}" for i in range(task.options.sections)])
+
+    async def section(self, task: SectionTask) -> SectionResult:  # noqa: ARG002 - the protocol
+        return SectionResult(content="ok")
+
+
+async def fill(url: str, sections: int) -> int:
+    """Jobs whose outline is written, with `sections` queued section rows in all."""
+    jobs = sections // SECTIONS_PER_JOB
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            """INSERT INTO jobs (topic, status, model, options, outline, sections_total,
+                                 deadline_at)
+               SELECT 'noop ' || g, 'writing', 'noop', jsonb_build_object('sections', $2::int),
+                      ARRAY(SELECT i::text FROM generate_series(1, $2) i), $2,
+                      now() + interval '1 day'
+               FROM generate_series(1, $1) g""",
+            jobs,
+            SECTIONS_PER_JOB,
+        )
+        await conn.execute(
+            """INSERT INTO sections (job_id, position, title)
+               SELECT j.id, i - 1, i::text FROM jobs j, generate_series(1, $1) i""",
+            SECTIONS_PER_JOB,
+        )
+        await conn.execute("VACUUM ANALYZE jobs")
+        await conn.execute("VACUUM ANALYZE sections")
+    finally:
+        await conn.close()
+    return jobs * SECTIONS_PER_JOB
+
+
+async def run_ours(url: str, batch: int, rows: int) -> dict[str, Any]:
+    """In a child process: drain `rows` queued sections with one worker."""
+    pool = await create_pool(url, min_size=3, max_size=6)
+    config = WorkerConfig(
+        database_url=url,
+        concurrency=batch * 4,
+        claim_batch_size=batch,
+        listen_notify=False,
+        poll_interval_seconds=0.05,
+    )
+    worker = Worker(Store(pool), NoopRunner(), config)
+    jobs = rows // SECTIONS_PER_JOB
+    started = time.perf_counter()
+    cpu = time.process_time()
+    running = asyncio.create_task(worker.run())
+    async with pool.acquire() as conn:
+        while await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'") < jobs:
+            await asyncio.sleep(0.005)
+    seconds = time.perf_counter() - started
+    cpu_used = time.process_time() - cpu
+    worker.hurry()
+    await running
+    await pool.close()
+    return {"rows": rows, "seconds": seconds, "rate": rows / seconds, "cpu_seconds": cpu_used}
+
+
+async def _child(*args: str) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.throughput",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        env={"LOG_LEVEL": "WARNING", **os.environ},
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark child {args[0]} failed")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def measure(server_url: str, *, batch: int, rows: int, rounds: int = 2) -> dict[str, Any]:
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        async with scratch_database(server_url, migrated=False) as url:
+            theirs.append(await _child("pgqueuer", url, "--batch", str(batch), "--rows", str(rows)))
+        async with scratch_database(server_url) as url:
+            filled = await fill(url, rows)
+            ours.append(await _child("ours", url, "--batch", str(batch), "--rows", str(filled)))
+    our_rate = statistics.median(r["rate"] for r in ours)
+    their_rate = statistics.median(r["rate"] for r in theirs)
+    return {
+        "batch": batch,
+        "rows": rows,
+        "ours_per_s": our_rate,
+        "pgqueuer_per_s": their_rate,
+        "ratio": our_rate / their_rate,
+        "pgqueuer_version": theirs[0]["version"],
+        "rounds": {
+            "ours": [round(r["rate"]) for r in ours],
+            "pgqueuer": [round(r["rate"]) for r in theirs],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("side", choices=["ours", "pgqueuer"])
+    parser.add_argument("url")
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--rows", type=int, required=True)
+    args = parser.parse_args()
+    if args.side == "ours":
+        result = uvloop.run(run_ours(args.url, args.batch, args.rows))
+    else:
+        from bench.pgqueuer_noop import pgqueuer_noop_rate  # noqa: PLC0415
+
+        measured = uvloop.run(pgqueuer_noop_rate(args.url, batch_size=args.batch, jobs=args.rows))
+        result = {
+            "rows": measured.jobs,
+            "seconds": measured.seconds,
+            "rate": measured.rate,
+            "version": measured.version,
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
