@@ -205,12 +205,25 @@ async def test_postgres_restart_mid_run(
                 await asyncio.sleep(2)  # the worker keeps trying meanwhile
                 await asyncio.to_thread(server.start)
 
-                await wait_until(
-                    "SELECT count(*) = $1 FROM jobs WHERE status = 'completed'",
-                    url,
-                    reports,
-                    timeout=60,
-                )
+                try:
+                    await wait_until(
+                        "SELECT count(*) = $1 FROM jobs WHERE status = 'completed'",
+                        url,
+                        reports,
+                        timeout=60,
+                    )
+                except AssertionError:
+                    conn = await asyncpg.connect(url)
+                    jobs = await conn.fetch("SELECT status, count(*) FROM jobs GROUP BY 1")
+                    secs = await conn.fetch(
+                        "SELECT status, lease_owner, lease_expires_at < now() AS expired, count(*)"
+                        " FROM sections GROUP BY 1, 2, 3"
+                    )
+                    await conn.close()
+                    raise AssertionError(
+                        f"{[dict(r) for r in jobs]}\n{[dict(r) for r in secs]}\n"
+                        f"{worker.output()[-6000:]}"
+                    ) from None
                 assert worker.alive(), worker.output()
                 up = await http.get(f"/reports/{job_ids[0]}")
                 assert up.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import signal
 
 import asyncpg
@@ -26,6 +27,14 @@ def freeze_startup_objects() -> None:
     collection rescans these long-lived objects (measurable in the overhead benchmark)."""
     gc.collect()
     gc.freeze()
+
+
+def dump_tasks() -> None:
+    """SIGUSR1: log where every asyncio task of this process is waiting (for debugging)."""
+    for task in asyncio.all_tasks():
+        stack = io.StringIO()
+        task.print_stack(limit=12, file=stack)
+        log.warning("task", name=task.get_name(), stack=stack.getvalue())
 
 
 def worker_config(settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
@@ -75,6 +84,7 @@ async def run_worker(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     freeze_startup_objects()
     try:
         await worker.run()

@@ -281,6 +281,8 @@ class Worker:
             return None
         finally:
             self._reserved -= want
+            # Unused reservations are room again: another lane may be waiting for it.
+            self._slot_freed.set()
         if backoff.failing_since is not None:
             self._log.info("database reachable again")
         backoff.reset()
