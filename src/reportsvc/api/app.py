@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from reportsvc import __version__
 from reportsvc.api.errors import EXCEPTION_HANDLERS
 from reportsvc.api.reports import ReportController
+from reportsvc.api.services import Services
 from reportsvc.db.engine import create_pool
 from reportsvc.queue.store import Store
 from reportsvc.runtime import freeze_startup_objects
@@ -27,32 +28,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-class Services:
-    """What handlers need, created once per process at start-up and injected."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._store: Store | None = None
-
-    @property
-    def store(self) -> Store:
-        assert self._store is not None, "the application has not started"
-        return self._store
-
-    @store.setter
-    def store(self, store: Store) -> None:
-        self._store = store
-
-
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
     """The API. Without `pool`, one is created at start-up from DATABASE_URL."""
     services = Services(settings)
 
-    def provide_store() -> Store:
-        return services.store
-
-    def provide_settings() -> Settings:
-        return services.settings
+    def provide_services() -> Services:
+        return services
 
     if pool is not None:
         services.store = Store(pool)
@@ -80,10 +61,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
     return Litestar(
         route_handlers=[ReportController, healthz],
         lifespan=[lifespan],
-        dependencies={
-            "store": Provide(provide_store, sync_to_thread=False),
-            "settings": Provide(provide_settings, sync_to_thread=False),
-        },
+        # One dependency, not two: Litestar resolves several in a task group per request,
+        # which costs more than the rest of a POST's Python work.
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
         # Logging is configured once for the process (reportsvc.logs), not by Litestar.

@@ -22,9 +22,9 @@ from reportsvc.api.schemas import (
     JobStatus,
     Report,
 )
+from reportsvc.api.services import Services
 from reportsvc.domain import JobOptions
 from reportsvc.queue.store import JobRow, Store
-from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -128,8 +128,7 @@ class ReportController(Controller):
     async def create_report(
         self,
         data: JSONBody[CreateReport],
-        store: NamedDependency[Store],
-        settings: NamedDependency[Settings],
+        services: NamedDependency[Services],
         idempotency_key: Annotated[
             str | None,
             HeaderParameter(
@@ -140,6 +139,7 @@ class ReportController(Controller):
             ),
         ] = None,
     ) -> Response[JobAccepted]:
+        settings, store = services.settings, services.store
         topic = clean_topic(data.topic, settings.max_topic_length)
         if idempotency_key is not None and not (
             0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency_key.isprintable()
@@ -188,7 +188,10 @@ class ReportController(Controller):
             "`report`), `failed` (with `error`) or `cancelled`."
         ),
     )
-    async def get_report(self, job_id: JobIdParam, store: NamedDependency[Store]) -> JobStatus:
+    async def get_report(
+        self, job_id: JobIdParam, services: NamedDependency[Services]
+    ) -> JobStatus:
+        store = services.store
         job = await store.get_job(parse_job_id(job_id))
         if job is None:
             raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
@@ -205,8 +208,9 @@ class ReportController(Controller):
         ),
     )
     async def cancel_report(
-        self, job_id: JobIdParam, store: NamedDependency[Store]
+        self, job_id: JobIdParam, services: NamedDependency[Services]
     ) -> CancelResult:
+        store = services.store
         parsed = parse_job_id(job_id)
         status = await store.cancel_job(parsed)
         if status is None:

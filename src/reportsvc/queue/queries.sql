@@ -5,17 +5,28 @@
 -- touches both tables locks section rows before job rows. Claims never wait (SKIP LOCKED).
 
 
--- name: create_job
--- $1 topic, $2 model, $3 options (jsonb), $4 idempotency key or NULL, $5 job timeout (s)
--- With a key already used, the insert does nothing and returns no row (see find_job_by_key).
--- The notification wakes idle workers; Postgres delivers it when the transaction commits.
-WITH inserted AS (
-    INSERT INTO jobs (topic, model, options, idempotency_key, deadline_at)
-    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id
-)
-SELECT id, pg_notify('reportsvc_work', 'job') AS notified FROM inserted;
+-- name: create_jobs
+-- $1 ids, $2 topics, $3 models, $4 options (jsonb), $5 idempotency keys (or NULL),
+-- $6 job timeouts (s). One row per POST; the API inserts the requests that arrive while
+-- the previous insert is under way together (group commit: one round trip and one WAL
+-- flush for the lot, and each request is answered only once its row is committed).
+-- A row whose idempotency key was already used (also earlier in the same batch) is not
+-- inserted, and its id is missing from the result (see find_job_by_key). Idle workers are
+-- woken by `wake_workers` after this commits, not from inside it: a NOTIFY in every insert
+-- serialises all commits on PostgreSQL's notification queue lock.
+INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at)
+SELECT r.id, r.topic, r.model, r.options, r.idempotency_key,
+       now() + make_interval(secs => r.timeout)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[])
+     WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, ord)
+ORDER BY r.ord
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+
+-- name: wake_workers
+-- Tells idle workers (LISTEN reportsvc_work) that new jobs are waiting.
+SELECT pg_notify('reportsvc_work', 'job');
 
 
 -- name: find_job_by_key

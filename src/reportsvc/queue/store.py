@@ -7,18 +7,31 @@ the driver per statement (see DEVLOG.md), and every statement here is hand-writt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, Literal
-from uuid import UUID
+from typing import Final, Literal, NamedTuple
+from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
 
+from reportsvc.db.errors import DATABASE_UNAVAILABLE
 from reportsvc.domain import JobOptions, OutlineTask, SectionTask, Task
 from reportsvc.queue.sql import QUERIES
 
 Q: Final = QUERIES
+
+
+class _NewJob(NamedTuple):
+    id: UUID
+    topic: str
+    model: str
+    options: object
+    idempotency_key: str | None
+    timeout: float
+    inserted: asyncio.Future[UUID | None]
 
 
 class JobRow(msgspec.Struct, frozen=True):
@@ -95,6 +108,16 @@ def _options(value: object) -> JobOptions:
     return msgspec.convert(value, JobOptions)
 
 
+def _fail(jobs: list[_NewJob], exc: BaseException) -> None:
+    for job in jobs:
+        if job.inserted.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            job.inserted.cancel()
+        else:
+            job.inserted.set_exception(exc)
+
+
 def section_failure_message(
     position: int, total: int | None, title: str, attempts: int, error: str
 ) -> str:
@@ -111,6 +134,10 @@ def outline_failure_message(attempts: int, error: str) -> str:
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._wake_task: asyncio.Task[None] | None = None
+        self._wake_again = False
+        self._new_jobs: list[_NewJob] = []
+        self._inserter: asyncio.Task[None] | None = None
 
     # --- the API's side -------------------------------------------------------------
 
@@ -123,16 +150,79 @@ class Store:
         idempotency_key: str | None,
         timeout_seconds: float,
     ) -> UUID | None:
-        """The new job's id; None when `idempotency_key` was already used."""
-        row = await self.pool.fetchrow(
-            Q["create_job"],
-            topic,
-            model,
-            msgspec.to_builtins(options),
-            idempotency_key,
-            timeout_seconds,
+        """The new job's id once its row is committed; None when `idempotency_key` was
+        already used. Concurrent calls share one INSERT (see `_insert_jobs`)."""
+        new = _NewJob(uuid4(), topic, model, msgspec.to_builtins(options), idempotency_key,
+                      timeout_seconds, asyncio.get_running_loop().create_future())  # fmt: skip
+        self._new_jobs.append(new)
+        if self._inserter is None:
+            self._inserter = asyncio.create_task(self._insert_jobs())
+        return await new.inserted
+
+    async def _insert_jobs(self) -> None:
+        """Insert every job waiting, batch after batch, until none is left."""
+        batch: list[_NewJob] = []
+        try:
+            while self._new_jobs:
+                batch, self._new_jobs = self._new_jobs, []
+                try:
+                    inserted = await self._insert(batch)
+                except DATABASE_UNAVAILABLE as exc:
+                    _fail(batch, exc)
+                    continue
+                except Exception:
+                    # Not an outage: some row is unacceptable. Insert one by one, so one bad
+                    # request cannot fail the others that happened to share its batch.
+                    inserted = set()
+                    for job in batch:
+                        try:
+                            inserted |= await self._insert([job])
+                        except Exception as exc:
+                            _fail([job], exc)
+                for job in batch:
+                    if not job.inserted.done():
+                        job.inserted.set_result(job.id if job.id in inserted else None)
+                if inserted:
+                    self.wake_workers()
+        except BaseException as exc:
+            _fail(batch + self._new_jobs, exc)
+            self._new_jobs = []
+            raise
+        finally:
+            self._inserter = None
+
+    async def _insert(self, batch: list[_NewJob]) -> set[UUID]:
+        rows = await self.pool.fetch(
+            Q["create_jobs"],
+            [j.id for j in batch],
+            [j.topic for j in batch],
+            [j.model for j in batch],
+            [j.options for j in batch],
+            [j.idempotency_key for j in batch],
+            [j.timeout for j in batch],
         )
-        return None if row is None else row[0]
+        return {r[0] for r in rows}
+
+    def wake_workers(self) -> None:
+        """NOTIFY idle workers soon, without waiting. Calls that arrive while a NOTIFY is
+        under way share the next one: under load, one notification per round trip rather
+        than one per job. If it is lost (the process dies first), workers find the job at
+        their next poll."""
+        if self._wake_task is not None:
+            self._wake_again = True
+            return
+        self._wake_task = asyncio.create_task(self._wake())
+
+    async def _wake(self) -> None:
+        try:
+            while True:
+                self._wake_again = False
+                with contextlib.suppress(*DATABASE_UNAVAILABLE):
+                    await self.pool.execute(Q["wake_workers"])
+                if not self._wake_again:
+                    return
+        finally:
+            self._wake_task = None
 
     async def find_job_by_key(
         self, idempotency_key: str

@@ -1,0 +1,23 @@
+"""What handlers need, created once per process and injected as one dependency."""
+
+from __future__ import annotations
+
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+
+
+class Services:
+    """What handlers need, created once per process at start-up and injected."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the application has not started"
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
