@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from uuid import UUID
 
 import asyncpg
@@ -197,3 +198,40 @@ async def test_worker_without_model_configuration_refuses_to_start(database_url:
     settings = make_settings(database_url=database_url, openai_base_url=None)
     with pytest.raises(StepError, match="OPENAI_API_KEY"):
         create_openai_client(settings)
+
+
+async def test_a_dropped_listen_connection_recovers_and_wakes_the_worker_again(
+    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+) -> None:
+    # A 30 s poll interval: within this test, only a NOTIFY can wake the worker.
+    settings = settings.model_copy(update={"poll_interval_seconds": 30.0})
+    async with running_worker(store, settings) as worker:
+        await until(lambda: worker.listening)
+        killed = await pool.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE application_name = 'reportsvc-listen' AND datname = current_database()"""
+        )
+        assert killed == 1
+        await until(lambda: not worker.listening)
+        await until(lambda: worker.listening)
+        job_id = await submit(store)
+        job = await wait_for_job(store, job_id, timeout=10)
+    assert job.status == "completed"
+
+
+async def test_with_listen_off_workers_find_work_by_polling(
+    store: Store, settings: Settings, fake_llm: FakeLLMThread
+) -> None:
+    settings = settings.model_copy(update={"listen_notify": False, "poll_interval_seconds": 0.2})
+    async with running_worker(store, settings) as worker:
+        job_id = await submit(store)
+        job = await wait_for_job(store, job_id)
+        assert not worker.listening
+    assert job.status == "completed"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)

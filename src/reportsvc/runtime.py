@@ -103,6 +103,7 @@ async def _connect(settings: Settings) -> asyncpg.Pool:
                 min_size=1,
                 max_size=6,
                 connect_timeout=settings.database_connect_timeout,
+                application_name="reportsvc-worker",
             )
         except DATABASE_ERRORS as exc:
             log.warning(

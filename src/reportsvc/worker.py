@@ -557,7 +557,11 @@ class Worker:
             lost = asyncio.Event()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.config.database_url, timeout=10)
+                conn = await asyncpg.connect(
+                    self.config.database_url,
+                    timeout=10,
+                    server_settings={"application_name": "reportsvc-listen"},
+                )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(WORK_CHANNEL, self._notified)
                 self.listening = True

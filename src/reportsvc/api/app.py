@@ -50,6 +50,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             min_size=0,
             max_size=settings.database_pool_size,
             connect_timeout=settings.database_connect_timeout,
+            application_name="reportsvc-api",
         )
         services.store = Store(own)
         freeze_startup_objects()

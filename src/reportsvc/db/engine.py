@@ -46,6 +46,7 @@ async def create_pool(
     max_size: int = 10,
     connect_timeout: float = 5.0,
     command_timeout: float = 30.0,
+    application_name: str = "reportsvc",
 ) -> asyncpg.Pool:
     """A pool whose connections never hang forever: connecting and each statement are
     bounded, so an unreachable database turns into an error the caller can handle."""
@@ -60,5 +61,7 @@ async def create_pool(
         # Statements are few and fixed; the per-connection prepared statement cache keeps
         # them parsed and planned.
         statement_cache_size=256,
+        # Shown in pg_stat_activity, so an operator can tell the API from the workers.
+        server_settings={"application_name": application_name},
     )
     return pool

@@ -1,0 +1,74 @@
+"""The hot statements keep using their partial indexes when finished rows pile up."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from reportsvc.queue.sql import QUERIES
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += _plan_nodes(child)
+    return nodes
+
+
+async def explain(conn: asyncpg.Connection, name: str, *args: object) -> list[dict[str, Any]]:
+    """The executed plan of a named statement, its changes rolled back."""
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        rows = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {QUERIES[name]}", *args)
+    finally:
+        await transaction.rollback()
+    return _plan_nodes(json.loads(rows)[0]["Plan"])
+
+
+async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """WITH finished AS (
+                   INSERT INTO jobs (topic, model, status, outline, sections_total, sections_done,
+                                     deadline_at, finished_at)
+                   SELECT 't', 'm', 'completed', ARRAY['a', 'b', 'c', 'd'], 4, 4,
+                          now() + interval '1 day', now()
+                   FROM generate_series(1, 5000)
+                   RETURNING id
+               )
+               INSERT INTO sections (job_id, position, title, status, attempts, content)
+               SELECT id, p - 1, (ARRAY['a', 'b', 'c', 'd'])[p], 'done', 1, 'text'
+               FROM finished, generate_series(1, 4) p"""
+        )
+        await conn.execute(
+            """WITH live AS (
+                   INSERT INTO jobs (topic, model, status, outline, sections_total, deadline_at)
+                   SELECT 't', 'm', 'writing', ARRAY['a', 'b'], 2, now() + interval '1 day'
+                   FROM generate_series(1, 20)
+                   RETURNING id
+               )
+               INSERT INTO sections (job_id, position, title)
+               SELECT id, p - 1, (ARRAY['a', 'b'])[p] FROM live, generate_series(1, 2) p"""
+        )
+        await conn.execute(
+            """INSERT INTO jobs (topic, model, deadline_at)
+               SELECT 't', 'm', now() + interval '1 day' FROM generate_series(1, 20)"""
+        )
+        await conn.execute("ANALYZE jobs")
+        await conn.execute("ANALYZE sections")
+
+        nodes = await explain(conn, "claim_sections", "w", 10, 30.0)
+        scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "sections"}
+        assert "sections_claim_idx" in scans
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
+
+        nodes = await explain(conn, "claim_outlines", "w", 10, 30.0)
+        scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "jobs"}
+        assert "jobs_claim_idx" in scans
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
+
+        nodes = await explain(conn, "rescue_sections", 5)
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
