@@ -37,8 +37,8 @@ fmt: $(STAMP)  ## format and autofix
 migrate: $(STAMP)  ## apply migrations to DATABASE_URL
 	$(BIN)/reportsvc migrate
 
-bench: $(STAMP)  ## run the benchmark against DATABASE_URL (quick mode: make bench ARGS=--quick)
-	$(BIN)/reportsvc bench $(ARGS)
+bench: $(STAMP)  ## run the benchmarks (DATABASE_URL's server, or an embedded one); ARGS=--quick
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -19,7 +19,7 @@ from bench.harness import children, cpu_seconds, start_api, start_fake_model, su
 
 
 async def measure(
-    database_url: str, *, reports: int, latency: float, sections: int
+    database_url: str, *, reports: int, latency: float, sections: int, workers: int = 1
 ) -> dict[str, Any]:
     with children() as group:
         model = start_fake_model(group, latency=latency)
@@ -30,8 +30,9 @@ async def measure(
             "CLAIM_BATCH_SIZE": "100",
         }
         api = start_api(group, database_url, env=env)
-        concurrency = reports * (sections + 1) + 16
-        group.reportsvc("worker", ["worker", "--concurrency", str(concurrency)], env)
+        concurrency = reports * (sections + 1) // workers + 16
+        for i in range(workers):
+            group.reportsvc(f"worker-{i}", ["worker", "--concurrency", str(concurrency)], env)
         await wait_http(f"{model}/fake/stats")
         await wait_http(f"{api}/healthz")
         async with httpx.AsyncClient(timeout=30) as http:
@@ -62,6 +63,7 @@ async def measure(
     return {
         "reports": reports,
         "sections": sections,
+        "workers": workers,
         "latency_s": latency,
         "critical_path_s": critical,
         "wall_s": summary(walls),
