@@ -72,6 +72,8 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Create the cluster if needed and start it; returns its URL."""
+        if self._user is not None:
+            _allow_traversal(self._bin)
         self._init()
         if not self.is_running():
             options = f"-h {self.host} -p {self.port} -c unix_socket_directories=''"
@@ -162,13 +164,19 @@ class EmbeddedPostgres:
         return RUN_AS
 
     def _grant(self, directory: Path) -> None:
-        """Let the unprivileged user own the data directory and reach it."""
+        """Let the unprivileged user own the data directory, and reach it and the
+        PostgreSQL binaries (which may sit in a private directory, such as a checkout
+        in a `mktemp -d` directory)."""
         assert self._user is not None
         shutil.chown(directory, user=self._user)
         directory.chmod(0o700)
-        for parent in directory.parents:
-            mode = parent.stat().st_mode
-            if mode & 0o005 != 0o005:
-                parent.chmod(mode | 0o005)
-            if parent == Path(parent.anchor):
-                break
+        _allow_traversal(directory)
+
+
+def _allow_traversal(path: Path) -> None:
+    """Add the execute (search) bit for others to every directory above `path`; nothing
+    becomes listable or readable that was not."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
