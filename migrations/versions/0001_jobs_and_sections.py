@@ -106,7 +106,7 @@ def upgrade() -> None:
         ["deadline_at"],
         postgresql_where=sa.text("status IN ('queued', 'outlining', 'writing')"),
     )
-    op.create_index("jobs_created_at_idx", "jobs", ["created_at"])
+    op.create_index("jobs_created_at_idx", "jobs", ["created_at", "id"])
     op.create_index(
         "jobs_idempotency_key_idx",
         "jobs",

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Annotated
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import HeaderParameter, JSONBody, PathParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from reportsvc.api.errors import ApiError
 from reportsvc.api.schemas import (
-    PUBLIC_STATUS,
     CancelResult,
     CreateReport,
-    ErrorBody,
     JobAccepted,
+    JobList,
     JobStatus,
-    Report,
+    PublicStatus,
 )
 from reportsvc.api.services import Services
+from reportsvc.api.validation import (
+    check_idempotency_key,
+    clean_topic,
+    decode_cursor,
+    encode_cursor,
+    parse_job_id,
+)
+from reportsvc.api.views import job_status, job_summary, markdown
 from reportsvc.domain import JobOptions
 from reportsvc.queue.store import JobRow, Store
-
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
 JobIdParam = Annotated[
@@ -37,77 +41,28 @@ JobIdParam = Annotated[
     ),
 ]
 
-
-def clean_topic(raw: str, max_length: int) -> str:
-    """The topic with its whitespace collapsed; a 400 if it is blank, too long or binary."""
-    topic = " ".join(raw.split())
-    if not topic:
-        raise ApiError(400, "invalid_topic", "topic must not be empty or blank")
-    if len(topic) > max_length:
-        raise ApiError(
-            400,
-            "invalid_topic",
-            f"topic is {len(topic)} characters long; the limit is {max_length} (MAX_TOPIC_LENGTH)",
-        )
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in topic):
-        raise ApiError(400, "invalid_topic", "topic must not contain control characters")
-    return topic
-
-
-def parse_job_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise ApiError(404, "job_not_found", f"no job with id {raw!r}") from None
-
-
-def progress(job: JobRow) -> float:
-    """Finished steps over all steps: the outline, then each section.
-
-    Before the outline exists the number of steps is unknown, so progress is 0. It only
-    grows: the section counter never decreases, and the total is fixed with the outline.
-    """
-    if job.status == "completed":
-        return 1.0
-    if job.sections_total is None:
-        return 0.0
-    return (1 + job.sections_done) / (1 + job.sections_total)
-
-
-def job_status(job: JobRow) -> JobStatus:
-    public = PUBLIC_STATUS[job.status]
-    if public == "completed":
-        outline = job.outline or []
-        return JobStatus(
-            job_id=job.id,
-            status=public,
-            progress=1.0,
-            report=Report(
-                topic=job.topic,
-                outline=outline,
-                sections={title: job.done_sections[title] for title in outline},
-            ),
-            created_at=job.created_at,
-            finished_at=job.finished_at or job.created_at,
-        )
-    if public == "processing":
-        return JobStatus(
-            job_id=job.id, status=public, progress=progress(job), created_at=job.created_at
-        )
-    return JobStatus(
-        job_id=job.id,
-        status=public,
-        error=job.error or ("the job was cancelled" if public == "cancelled" else "unknown error"),
-        created_at=job.created_at,
-        finished_at=job.finished_at or job.created_at,
-    )
-
-
-_ERRORS = {
-    400: "Bad input: a missing, blank, non-string or too long topic, malformed JSON.",
-    404: "No job with this id (or the id is not a UUID).",
-    503: "The database is unreachable; retry after the Retry-After delay.",
+# Public statuses, as the internal states they stand for.
+STATUS_FILTER: dict[PublicStatus, list[str]] = {
+    "processing": ["queued", "outlining", "writing"],
+    "completed": ["completed"],
+    "failed": ["failed"],
+    "cancelled": ["cancelled"],
 }
+MARKDOWN = "text/markdown"
+
+
+async def load_job(store: Store, raw_id: str) -> JobRow:
+    job = await store.get_job(parse_job_id(raw_id))
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {raw_id!r}")
+    return job
+
+
+def wants_markdown(request: Request[Any, Any, Any], format_: str | None) -> bool:
+    if format_ is not None:
+        return format_ == "markdown"
+    accept = request.headers.get("accept", "")
+    return MARKDOWN in accept and "application/json" not in accept
 
 
 class ReportController(Controller):
@@ -123,7 +78,6 @@ class ReportController(Controller):
             "written in the background by workers. With an `Idempotency-Key` header, "
             "repeating the request returns the same job id and creates nothing new."
         ),
-        responses={},
     )
     async def create_report(
         self,
@@ -141,14 +95,7 @@ class ReportController(Controller):
     ) -> Response[JobAccepted]:
         settings, store = services.settings, services.store
         topic = clean_topic(data.topic, settings.max_topic_length)
-        if idempotency_key is not None and not (
-            0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency_key.isprintable()
-        ):
-            raise ApiError(
-                400,
-                "invalid_idempotency_key",
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
-            )
+        check_idempotency_key(idempotency_key)
         options = JobOptions(sections=settings.default_sections)
         job_id = await store.create_job(
             topic=topic,
@@ -181,21 +128,64 @@ class ReportController(Controller):
         return job_id
 
     @get(
+        "/",
+        summary="Recent jobs, newest first",
+        description=(
+            "Filter by public `status`; page with `limit` and the `nextCursor` of the "
+            "previous page."
+        ),
+    )
+    async def list_reports(
+        self,
+        services: NamedDependency[Services],
+        status: Annotated[
+            PublicStatus | None, QueryParameter(description="Only jobs with this status.")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="Page size.")] = 20,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`nextCursor` from the previous page.")
+        ] = None,
+    ) -> JobList:
+        rows = await services.store.list_jobs(
+            statuses=STATUS_FILTER[status] if status else None,
+            limit=limit + 1,
+            before=decode_cursor(cursor) if cursor else None,
+        )
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor(page[-1].created_at, page[-1].id)
+        return JobList(jobs=[job_summary(r) for r in page], next_cursor=next_cursor)
+
+    @get(
         "/{job_id:str}",
         summary="Status, progress and result of a report",
         description=(
-            "`status` is `processing` (with `progress` from 0 to 1), `completed` (with "
-            "`report`), `failed` (with `error`) or `cancelled`."
+            "`status` is `processing` (with `progress` from 0 to 1, and once the outline "
+            "exists, `outline` and the `partialSections` finished so far), `completed` (with "
+            "`report`), `failed` (with `error`) or `cancelled`. With `Accept: text/markdown` "
+            "or `?format=markdown`, a completed report comes back as a Markdown document."
         ),
+        responses={},
     )
     async def get_report(
-        self, job_id: JobIdParam, services: NamedDependency[Services]
-    ) -> JobStatus:
-        store = services.store
-        job = await store.get_job(parse_job_id(job_id))
-        if job is None:
-            raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-        return job_status(job)
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdParam,
+        services: NamedDependency[Services],
+        format_: Annotated[
+            Literal["json", "markdown"] | None,
+            QueryParameter(name="format", description="`markdown` for a Markdown document."),
+        ] = None,
+    ) -> Response[JobStatus] | Response[str]:
+        job = await load_job(services.store, job_id)
+        if not wants_markdown(request, format_):
+            return Response(job_status(job))
+        if job.status != "completed":
+            raise ApiError(
+                409, "report_not_ready", f"the report is not completed (status {job.status})"
+            )
+        return Response(markdown(job), media_type=f"{MARKDOWN}; charset=utf-8")
 
     @delete(
         "/{job_id:str}",
@@ -210,14 +200,10 @@ class ReportController(Controller):
     async def cancel_report(
         self, job_id: JobIdParam, services: NamedDependency[Services]
     ) -> CancelResult:
-        store = services.store
         parsed = parse_job_id(job_id)
-        status = await store.cancel_job(parsed)
+        status = await services.store.cancel_job(parsed)
         if status is None:
             raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
         if status != "cancelled":
             raise ApiError(409, "job_finished", f"the job has already {status}")
         return CancelResult(job_id=parsed, status="cancelled")
-
-
-__all__ = ["ErrorBody", "ReportController"]

@@ -48,14 +48,44 @@ class Report(CamelStruct):
     sections: dict[str, str]
 
 
+Progress = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0,
+        le=1,
+        description="Finished steps (the outline, then each section) over all steps.",
+    ),
+]
+
+
 class JobStatus(CamelStruct):
     job_id: UUID
     status: PublicStatus
-    progress: Annotated[float, msgspec.Meta(ge=0, le=1)] | UnsetType = UNSET
+    progress: Progress | UnsetType = UNSET
     report: Report | UnsetType = UNSET
     error: str | UnsetType = UNSET
+    # While processing: the outline once written, and the sections finished so far.
+    outline: list[str] | UnsetType = UNSET
+    partial_sections: dict[str, str] | UnsetType = UNSET
     created_at: datetime | UnsetType = UNSET
     finished_at: datetime | UnsetType = UNSET
+
+
+class JobSummary(CamelStruct):
+    job_id: UUID
+    status: PublicStatus
+    topic: str
+    progress: Progress
+    created_at: datetime
+    finished_at: datetime | UnsetType = UNSET
+
+
+class JobList(CamelStruct):
+    jobs: list[JobSummary]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(description="Pass as `cursor` for the next (older) page; null at the end."),
+    ]
 
 
 class CancelResult(CamelStruct):

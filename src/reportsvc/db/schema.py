@@ -102,7 +102,8 @@ jobs = Table(
         "deadline_at",
         postgresql_where=text("status IN ('queued', 'outlining', 'writing')"),
     ),
-    Index("jobs_created_at_idx", "created_at"),
+    # Listing, newest first, with a keyset cursor on (created_at, id).
+    Index("jobs_created_at_idx", "created_at", "id"),
     Index(
         "jobs_idempotency_key_idx",
         "idempotency_key",

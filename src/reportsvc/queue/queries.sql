@@ -50,6 +50,17 @@ LEFT JOIN LATERAL (
 WHERE j.id = $1;
 
 
+-- name: list_jobs
+-- $1 statuses (NULL: all), $2 page size, $3 and $4: the (created_at, id) of the last job of
+-- the previous page (NULL: start from the newest). Keyset pagination on jobs_created_at_idx.
+SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
+FROM jobs
+WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $2;
+
+
 -- name: claim_sections
 -- $1 worker id, $2 how many sections at most, $3 lease (s)
 --

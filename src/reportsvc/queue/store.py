@@ -51,6 +51,16 @@ class JobRow(msgspec.Struct, frozen=True):
     done_sections: dict[str, str]
 
 
+class JobListRow(msgspec.Struct, frozen=True):
+    id: UUID
+    topic: str
+    status: str
+    sections_total: int | None
+    sections_done: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class FinishedSection(msgspec.Struct, frozen=True):
     section_id: int
     attempt: int
@@ -253,6 +263,20 @@ class Store:
             finished_at=row["finished_at"],
             done_sections=dict(zip(titles, contents, strict=True)),
         )
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[str] | None,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+    ) -> list[JobListRow]:
+        """Newest first; `before` is the (created_at, id) of the last job already seen."""
+        created_at, job_id = before if before is not None else (None, None)
+        rows = await self.pool.fetch(
+            Q["list_jobs"], list(statuses) if statuses else None, limit, created_at, job_id
+        )
+        return [JobListRow(*r) for r in rows]
 
     async def cancel_job(self, job_id: UUID) -> str | None:
         """The job's status after the call, or None when there is no such job."""
