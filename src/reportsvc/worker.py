@@ -29,13 +29,14 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Literal
 
-import asyncpg
 import msgspec
 import structlog
 
+from reportsvc.backoff import Backoff, retry_delay
 from reportsvc.db.errors import DATABASE_UNAVAILABLE, RETRYABLE_CONFLICTS
 from reportsvc.domain import OutlineTask, SectionResult, SectionTask, StepRunner, Task
 from reportsvc.errors import StepError
+from reportsvc.queue.notifications import WORK_CHANNEL, Listener
 from reportsvc.queue.store import (
     Claim,
     FinishedOutline,
@@ -49,7 +50,6 @@ from reportsvc.queue.store import (
 
 log = structlog.get_logger("reportsvc.worker")
 
-WORK_CHANNEL = "reportsvc_work"
 # Claims in flight at once while the queue is busy (see _claim_loop).
 CLAIM_LANES = 2
 # After the shutdown grace period, how long the worker keeps trying to write its last
@@ -116,35 +116,8 @@ def step_key(task: Task) -> StepKey:
     return ("outline", task.job_id)
 
 
-def retry_delay(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: half the step is fixed, half random."""
-    step: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
-    return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not security
-
-
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class Backoff:
-    """Waits that grow while the database stays away, and reset when it is back."""
-
-    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._next = first
-        self.failing_since: float | None = None
-
-    def reset(self) -> None:
-        self._next = self._first
-        self.failing_since = None
-
-    def next_delay(self) -> float:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-        delay = self._next
-        self._next = min(self._cap, self._next * 2)
-        return delay * random.uniform(0.8, 1.2)  # noqa: S311
 
 
 class _InFlight:
@@ -186,7 +159,12 @@ class Worker:
         # Heartbeat and flush both write this worker's running rows; one at a time keeps
         # them from locking the same rows in different orders.
         self._write_lock = asyncio.Lock()
-        self.listening = False
+        self._listener = Listener(
+            config.database_url,
+            {WORK_CHANNEL: self._notified},
+            application_name="reportsvc-listen",
+            on_connect=self._work_hint.set,
+        )
         self.steps_started = 0
 
     # --- control ----------------------------------------------------------------------
@@ -234,6 +212,7 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self.store.publisher.close()
             for flight in list(self._inflight.values()):
                 flight.asyncio_task.cancel()
             self._log.info("worker stopped", unflushed=len(self._pending))
@@ -417,8 +396,10 @@ class Worker:
         if sections.retries:
             await self.store.retry_sections(self.worker_id, sections.retries)
         if sections.failures:
-            for job_id in await self.store.fail_sections(self.worker_id, sections.failures):
+            failed = await self.store.fail_sections(self.worker_id, sections.failures)
+            for job_id in failed:
                 self._log.warning("job failed", job_id=str(job_id))
+            self.store.publish_progress(failed)
         if sections.requeue:
             await self.store.release_sections(self.worker_id, sections.requeue, "queued")
         if sections.cancel:
@@ -431,6 +412,7 @@ class Worker:
             self._log.warning("results discarded: lease lost", count=lost)
         for job_id in completion.completed_jobs:
             self._log.info("job completed", job_id=str(job_id))
+        self.store.publish_progress(completion.jobs)
 
     def should_retry(self, task: Task, failed: StepFailed) -> bool:
         return failed.retryable and task.attempt < self.config.max_attempts
@@ -447,6 +429,7 @@ class Worker:
             self.worker_id,
             [FinishedOutline(o.task.job_id, o.task.attempt, o.titles) for o in outlines],
         )
+        self.store.publish_progress(written)
         for done in outlines:
             if done.task.job_id in written:
                 self._log.info("outline written", sections=len(done.titles), **_ids(done.task))
@@ -461,6 +444,7 @@ class Worker:
             )
         elif await self.store.fail_outline(self.worker_id, task.job_id, task.attempt, failed.error):
             self._log.warning("job failed", error=failed.error, **_ids(task))
+            self.store.publish_progress([task.job_id])
 
     def delay(self, task: Task) -> float:
         return retry_delay(
@@ -537,13 +521,14 @@ class Worker:
                     self._log.warning(
                         "job failed: steps kept losing their worker", job_id=str(job_id)
                     )
+                self.store.publish_progress(rescue.failed_jobs)
                 now = time.monotonic()
                 if now - last_deadline_check >= max(interval * 5, 5.0):
                     last_deadline_check = now
-                    for job_id in await self.store.fail_overdue_jobs(
-                        self.config.job_timeout_seconds
-                    ):
+                    overdue = await self.store.fail_overdue_jobs(self.config.job_timeout_seconds)
+                    for job_id in overdue:
                         self._log.warning("job failed: past its deadline", job_id=str(job_id))
+                    self.store.publish_progress(overdue)
             except DATABASE_ERRORS:
                 continue  # the claim loop reports outages; this just tries again later
             except Exception:
@@ -552,37 +537,13 @@ class Worker:
     # --- wake-ups -----------------------------------------------------------------------
 
     async def _listen_loop(self) -> None:
-        backoff = Backoff(first=0.2, cap=10.0)
-        while True:
-            lost = asyncio.Event()
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self.config.database_url,
-                    timeout=10,
-                    server_settings={"application_name": "reportsvc-listen"},
-                )
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(WORK_CHANNEL, self._notified)
-                self.listening = True
-                backoff.reset()
-                self._work_hint.set()  # anything sent while we were not listening
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=15)
-                    if not lost.is_set():
-                        # A silent network can leave a dead socket looking alive.
-                        await conn.execute("SELECT 1", timeout=5)
-            except DATABASE_ERRORS as exc:
-                self._log.debug("listen connection lost", error=_describe(exc))
-            finally:
-                self.listening = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=1)
-            await asyncio.sleep(backoff.next_delay())
+        await self._listener.run()
 
-    def _notified(self, *_args: object) -> None:
+    @property
+    def listening(self) -> bool:
+        return self._listener.listening
+
+    def _notified(self, _payload: str) -> None:
         self._work_hint.set()
 
     # --- shutdown -----------------------------------------------------------------------

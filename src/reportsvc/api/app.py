@@ -28,6 +28,26 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@asynccontextmanager
+async def _own_pool(settings: Settings, services: Services) -> AsyncIterator[None]:
+    pool = await create_pool(
+        settings.require_database_url(),
+        # No connection at start-up: the API starts (and answers 503) even while the
+        # database is down, and connects once it is back.
+        min_size=0,
+        max_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout,
+        application_name="reportsvc-api",
+    )
+    services.store = Store(pool)
+    freeze_startup_objects()
+    try:
+        yield
+    finally:
+        await services.store.publisher.close()
+        await pool.close()
+
+
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
     """The API. Without `pool`, one is created at start-up from DATABASE_URL."""
     services = Services(settings)
@@ -40,24 +60,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        if pool is not None:  # the caller owns the pool
-            yield
-            return
-        own = await create_pool(
-            settings.require_database_url(),
-            # No connection at start-up: the API starts (and answers 503) even while the
-            # database is down, and connects once it is back.
-            min_size=0,
-            max_size=settings.database_pool_size,
-            connect_timeout=settings.database_connect_timeout,
-            application_name="reportsvc-api",
-        )
-        services.store = Store(own)
-        freeze_startup_objects()
         try:
-            yield
+            if pool is not None:  # the caller owns the pool
+                yield
+            else:
+                async with _own_pool(settings, services):
+                    yield
         finally:
-            await own.close()
+            await services.events.close()
 
     return Litestar(
         route_handlers=[ReportController, healthz],

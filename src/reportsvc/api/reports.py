@@ -9,9 +9,11 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from reportsvc.api.errors import ApiError
+from reportsvc.api.events import job_events
 from reportsvc.api.schemas import (
     CancelResult,
     CreateReport,
@@ -186,6 +188,24 @@ class ReportController(Controller):
                 409, "report_not_ready", f"the report is not completed (status {job.status})"
             )
         return Response(markdown(job), media_type=f"{MARKDOWN}; charset=utf-8")
+
+    @get(
+        "/{job_id:str}/events",
+        summary="Watch a report's progress (Server-Sent Events)",
+        description=(
+            "A `text/event-stream`. Each finished step sends a `progress` event (data: "
+            "`jobId`, `step` (`outline` or `section`), `progress`, and the `outline` or the "
+            "`section` title); steps finished before the client connected come first. The "
+            "stream ends with one `completed`, `failed` or `cancelled` event whose data is "
+            "the job as GET /reports/{jobId} returns it. Comment lines keep the connection "
+            "alive."
+        ),
+    )
+    async def report_events(
+        self, job_id: JobIdParam, services: NamedDependency[Services]
+    ) -> ServerSentEvent:
+        job = await load_job(services.store, job_id)
+        return ServerSentEvent(job_events(services.store, services.events, job))
 
     @delete(
         "/{job_id:str}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reportsvc.api.events import EventHub
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
 
@@ -11,6 +12,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.events = EventHub(settings.require_database_url())
         self._store: Store | None = None
 
     @property

@@ -29,6 +29,11 @@ RETURNING id;
 SELECT pg_notify('reportsvc_work', 'job');
 
 
+-- name: notify_progress
+-- $1 comma-separated job ids whose state changed (API processes LISTEN reportsvc_events).
+SELECT pg_notify('reportsvc_events', $1);
+
+
 -- name: find_job_by_key
 -- $1 idempotency key
 SELECT id, topic, model, options FROM jobs WHERE idempotency_key = $1;

@@ -8,8 +8,7 @@ the driver per statement (see DEVLOG.md), and every statement here is hand-writt
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final, Literal, NamedTuple
 from uuid import UUID, uuid4
@@ -19,6 +18,7 @@ import msgspec
 
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
 from reportsvc.domain import JobOptions, OutlineTask, SectionTask, Task
+from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import QUERIES
 
 Q: Final = QUERIES
@@ -103,9 +103,11 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 class Completion(msgspec.Struct, frozen=True):
-    """What a batch of finished sections did: rows written, and jobs that completed."""
+    """What a batch of finished sections did: rows written, jobs that moved on, and those
+    of them that completed."""
 
     written: int
+    jobs: list[UUID]
     completed_jobs: list[UUID]
 
 
@@ -144,8 +146,7 @@ def outline_failure_message(attempts: int, error: str) -> str:
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._wake_task: asyncio.Task[None] | None = None
-        self._wake_again = False
+        self.publisher = Publisher(pool)
         self._new_jobs: list[_NewJob] = []
         self._inserter: asyncio.Task[None] | None = None
 
@@ -214,25 +215,12 @@ class Store:
         return {r[0] for r in rows}
 
     def wake_workers(self) -> None:
-        """NOTIFY idle workers soon, without waiting. Calls that arrive while a NOTIFY is
-        under way share the next one: under load, one notification per round trip rather
-        than one per job. If it is lost (the process dies first), workers find the job at
-        their next poll."""
-        if self._wake_task is not None:
-            self._wake_again = True
-            return
-        self._wake_task = asyncio.create_task(self._wake())
+        """NOTIFY idle workers soon, without waiting (see `Publisher`)."""
+        self.publisher.wake_workers()
 
-    async def _wake(self) -> None:
-        try:
-            while True:
-                self._wake_again = False
-                with contextlib.suppress(*DATABASE_UNAVAILABLE):
-                    await self.pool.execute(Q["wake_workers"])
-                if not self._wake_again:
-                    return
-        finally:
-            self._wake_task = None
+    def publish_progress(self, job_ids: Iterable[UUID]) -> None:
+        """Tell event streams these jobs changed, soon, without waiting."""
+        self.publisher.progress(job_ids)
 
     async def find_job_by_key(
         self, idempotency_key: str
@@ -283,6 +271,8 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["retire_queued_sections"], [job_id])
             status: str | None = await conn.fetchval(Q["cancel_job"], job_id)
+        if status == "cancelled":
+            self.publish_progress([job_id])
         return status
 
     # --- the worker's side ----------------------------------------------------------
@@ -332,6 +322,7 @@ class Store:
         )
         return Completion(
             written=sum(r[2] for r in rows),
+            jobs=[r[0] for r in rows],
             completed_jobs=sorted(r[0] for r in rows if r[1] == "completed"),
         )
 

@@ -1,0 +1,127 @@
+"""Server-Sent Events for one job: a `progress` event per finished step, then one final
+`completed`, `failed` or `cancelled` event, and the stream closes.
+
+Streams are woken by PostgreSQL notifications (`reportsvc_events`, sent by workers after
+each batch they write), received on one LISTEN connection per API process however many
+clients watch; each woken stream re-reads its job's row. So events reach clients of any
+API process, and a lost notification only delays an event until the next check
+(`STREAM_CHECK_SECONDS`), which doubles as a keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Final, Literal
+from uuid import UUID
+
+import msgspec
+from litestar.response import ServerSentEventMessage
+from msgspec import UNSET, UnsetType
+
+from reportsvc.api.schemas import PUBLIC_STATUS, CamelStruct
+from reportsvc.api.views import job_status, progress
+from reportsvc.db.errors import DATABASE_UNAVAILABLE
+from reportsvc.queue.notifications import EVENTS_CHANNEL, Listener, parse_job_ids
+from reportsvc.queue.store import JobRow, Store
+
+STREAM_CHECK_SECONDS: Final = 15.0
+
+
+class ProgressEvent(CamelStruct):
+    """Data of a `progress` event: one step finished."""
+
+    job_id: UUID
+    step: Literal["outline", "section"]
+    progress: float
+    # The outline step carries the outline; a section step its title.
+    outline: list[str] | UnsetType = UNSET
+    section: str | UnsetType = UNSET
+
+
+class EventHub:
+    """Wakes the event streams of jobs that changed. Listens only while someone watches."""
+
+    def __init__(self, database_url: str) -> None:
+        self._subscribers: dict[UUID, set[asyncio.Event]] = {}
+        self._listener = Listener(
+            database_url,
+            {EVENTS_CHANNEL: self._changed},
+            application_name="reportsvc-api-events",
+            on_connect=self._wake_all,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: UUID) -> Iterator[asyncio.Event]:
+        if self._task is None:
+            self._task = asyncio.create_task(self._listener.run(), name="events-listener")
+        changed = asyncio.Event()
+        self._subscribers.setdefault(job_id, set()).add(changed)
+        try:
+            yield changed
+        finally:
+            watchers = self._subscribers[job_id]
+            watchers.discard(changed)
+            if not watchers:
+                del self._subscribers[job_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _changed(self, payload: str) -> None:
+        for job_id in parse_job_ids(payload):
+            for changed in self._subscribers.get(job_id, ()):
+                changed.set()
+
+    def _wake_all(self) -> None:
+        for watchers in self._subscribers.values():
+            for changed in watchers:
+                changed.set()
+
+
+async def job_events(
+    store: Store, hub: EventHub, job: JobRow, check_seconds: float = STREAM_CHECK_SECONDS
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The events of `job`, starting with the steps already finished."""
+    outline_sent = False
+    sections_sent: set[str] = set()
+    with hub.subscribe(job.id) as changed:
+        while True:
+            if job.outline is not None and not outline_sent:
+                outline_sent = True
+                yield _progress(job, ProgressEvent(job.id, "outline", 0.0, outline=job.outline))
+            for title in job.outline or []:
+                if title in job.done_sections and title not in sections_sent:
+                    sections_sent.add(title)
+                    yield _progress(job, ProgressEvent(job.id, "section", 0.0, section=title))
+            public = PUBLIC_STATUS[job.status]
+            if public != "processing":
+                yield ServerSentEventMessage(
+                    event=public, data=msgspec.json.encode(job_status(job)).decode()
+                )
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), check_seconds)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+            changed.clear()
+            job = await _reload(store, job)
+
+
+def _progress(job: JobRow, event: ProgressEvent) -> ServerSentEventMessage:
+    event.progress = progress(job.status, job.sections_total, job.sections_done)
+    return ServerSentEventMessage(event="progress", data=msgspec.json.encode(event).decode())
+
+
+async def _reload(store: Store, job: JobRow) -> JobRow:
+    """The job's current row; the last one seen while the database is unreachable."""
+    try:
+        return await store.get_job(job.id) or job
+    except DATABASE_UNAVAILABLE:
+        return job
