@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import hypothesis  # noqa: F401 - see below
 import pytest
 
 from reportsvc.api.app import create_app
@@ -33,6 +34,10 @@ from reportsvc.llm.fake import FakeConfig, FakeLLMThread
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
 from tests.helpers import make_settings
+
+# hypothesis is imported here, up front, even by runs that use none of its tests: its pytest
+# plugin otherwise imports it while printing the final summary, under a deep stack where
+# CPython 3.11.7's parser fails ("AST constructor recursion depth mismatch").
 
 
 def with_database(url: str, name: str) -> str:
@@ -177,3 +182,5 @@ async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client
+    # The transport runs no lifespan: stop what the app started, before its database goes.
+    await app.state.services.events.close()

@@ -69,7 +69,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         finally:
             await services.events.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[ReportController, healthz],
         lifespan=[lifespan],
         # One dependency, not two: Litestar resolves several in a task group per request,
@@ -90,3 +90,5 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    app.state.services = services
+    return app

@@ -77,6 +77,9 @@ class Listener:
                         await conn.execute("SELECT 1", timeout=5)
             except DATABASE_UNAVAILABLE as exc:
                 log.debug("listen connection lost", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                # Not an outage (a dropped database, a refused login): keep trying, but say so.
+                log.warning("cannot listen for notifications", error=f"{type(exc).__name__}: {exc}")
             finally:
                 self.listening = False
                 if conn is not None:
@@ -113,11 +116,11 @@ class Publisher:
         if self._progress:
             self._ensure_running()
 
-    async def close(self, timeout: float = 2.0) -> None:
+    async def close(self, grace: float = 2.0) -> None:
         """Send what is pending (briefly), before the pool goes away."""
         if self._task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
             if self._task is not None:
                 self._task.cancel()
 
