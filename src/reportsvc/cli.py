@@ -94,12 +94,20 @@ def serve(host: str, port: int) -> None:
     default=None,
     help="Steps run at once by this process [default: WORKER_CONCURRENCY, 64].",
 )
-def worker(concurrency: int | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port [default: WORKER_METRICS_PORT, off].",
+)
+def worker(concurrency: int | None, metrics_port: int | None) -> None:
     """Run a worker: claim outline and section steps and call the model."""
     from reportsvc.logs import configure_logging  # noqa: PLC0415
     from reportsvc.runtime import run_worker  # noqa: PLC0415
 
     settings = _settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
     configure_logging(settings.log_level, settings.log_format)
     try:
         settings.require_database_url()

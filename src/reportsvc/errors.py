@@ -26,6 +26,8 @@ class StepError(ReportSvcError):
     malformed answer) or cannot (a rejected API key, an unknown model).
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, kind: str = "error") -> None:
         super().__init__(message)
         self.retryable = retryable
+        # For metrics: rate_limited, timeout, connection, server_error, rejected, malformed.
+        self.kind = kind

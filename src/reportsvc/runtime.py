@@ -9,6 +9,7 @@ import signal
 
 import asyncpg
 import structlog
+from prometheus_client import start_http_server
 
 from reportsvc.db.engine import create_pool
 from reportsvc.domain import StepRunner
@@ -68,6 +69,10 @@ async def run_worker(
 ) -> None:
     """Run one worker until SIGTERM or SIGINT (a second signal skips the grace period)."""
     config = worker_config(settings, concurrency=concurrency)
+    if settings.worker_metrics_port is not None:
+        # A thread of prometheus_client's serving /metrics; the counters are thread-safe.
+        start_http_server(settings.worker_metrics_port, settings.worker_metrics_host)
+        log.info("serving metrics", port=settings.worker_metrics_port)
     model = OpenAIChatModel(create_openai_client(settings))
     pool = await _connect(settings)
     worker = Worker(Store(pool), runner or report_pipeline(settings, model), config)

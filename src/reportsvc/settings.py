@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     rescue_interval_seconds: Annotated[float, Field(ge=0.05, le=600)] = 2.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
     listen_notify: bool = True
+    worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    worker_metrics_host: str = "127.0.0.1"
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
             return None
         return normalize_database_url(value)
 
-    @field_validator("openai_base_url", "openai_api_key", mode="before")
+    @field_validator("openai_base_url", "openai_api_key", "worker_metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

@@ -36,6 +36,7 @@ from reportsvc.backoff import Backoff, retry_delay
 from reportsvc.db.errors import DATABASE_UNAVAILABLE, RETRYABLE_CONFLICTS
 from reportsvc.domain import OutlineTask, SectionResult, SectionTask, StepRunner, Task
 from reportsvc.errors import StepError
+from reportsvc.metrics import STEPS_FINISHED, STEPS_IN_FLIGHT
 from reportsvc.queue.notifications import WORK_CHANNEL, Listener
 from reportsvc.queue.store import (
     Claim,
@@ -107,6 +108,12 @@ class Released(msgspec.Struct, frozen=True):
 
 
 Outcome = SectionDone | OutlineDone | StepFailed | Released
+_OUTCOME_NAMES: dict[type, str] = {
+    SectionDone: "done",
+    OutlineDone: "done",
+    StepFailed: "error",
+    Released: "released",
+}
 StepKey = tuple[str, object]
 
 
@@ -277,11 +284,13 @@ class Worker:
         work = self._run_section(task) if isinstance(task, SectionTask) else self._run_outline(task)
         flight = _InFlight(task, asyncio.create_task(work))
         self._inflight[key] = flight
+        STEPS_IN_FLIGHT.inc()
         self._idle.clear()
         self.steps_started += 1
         flight.asyncio_task.add_done_callback(partial(self._finished, key, flight))
 
     def _finished(self, key: StepKey, flight: _InFlight, _done: asyncio.Task[None]) -> None:
+        STEPS_IN_FLIGHT.dec()
         if self._inflight.get(key) is flight:
             del self._inflight[key]
         if not self._inflight:
@@ -331,6 +340,7 @@ class Worker:
         self._record(outcome)
 
     def _record(self, outcome: Outcome) -> None:
+        STEPS_FINISHED.labels(step_key(outcome.task)[0], _OUTCOME_NAMES[type(outcome)]).inc()
         self._pending.append(outcome)
         self._flush_wake.set()
 

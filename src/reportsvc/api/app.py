@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from reportsvc import __version__
 from reportsvc.api.errors import EXCEPTION_HANDLERS
+from reportsvc.api.operations import healthz, metrics, readyz
 from reportsvc.api.reports import ReportController
 from reportsvc.api.services import Services
 from reportsvc.db.engine import create_pool
@@ -21,11 +22,6 @@ from reportsvc.runtime import freeze_startup_objects
 from reportsvc.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
-
-
-@get("/healthz", summary="Liveness: the process is up", tags=["operations"])
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 @asynccontextmanager
@@ -70,7 +66,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             await services.events.close()
 
     app = Litestar(
-        route_handlers=[ReportController, healthz],
+        route_handlers=[ReportController, healthz, readyz, metrics],
         lifespan=[lifespan],
         # One dependency, not two: Litestar resolves several in a task group per request,
         # which costs more than the rest of a POST's Python work.

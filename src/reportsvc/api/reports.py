@@ -32,6 +32,7 @@ from reportsvc.api.validation import (
 )
 from reportsvc.api.views import job_status, job_summary, markdown
 from reportsvc.domain import JobOptions
+from reportsvc.metrics import JOBS_CREATED
 from reportsvc.queue.store import JobRow, Store
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
@@ -109,6 +110,8 @@ class ReportController(Controller):
         if job_id is None:
             assert idempotency_key is not None
             job_id = await self._replay(store, idempotency_key, topic)
+        else:
+            JOBS_CREATED.inc()
         return Response(
             JobAccepted(job_id=job_id),
             status_code=HTTP_202_ACCEPTED,

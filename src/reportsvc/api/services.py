@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reportsvc.api.events import EventHub
+from reportsvc.db.migrate import head_revision
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
 
@@ -13,6 +14,7 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.events = EventHub(settings.require_database_url())
+        self.schema_head = head_revision()
         self._store: Store | None = None
 
     @property

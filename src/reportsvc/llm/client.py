@@ -8,6 +8,7 @@ whose `retryable` flag tells the worker whether to schedule another attempt of t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from reportsvc.domain import Usage
 from reportsvc.errors import StepError
+from reportsvc.metrics import MODEL_CALL_ERRORS, MODEL_CALL_SECONDS, MODEL_TOKENS
 from reportsvc.pipeline.model import ChatReply, ChatRequest
 from reportsvc.settings import Settings
 
@@ -85,6 +87,19 @@ class OpenAIChatModel:
         await self._client.close()
 
     async def chat(self, request: ChatRequest) -> ChatReply:
+        started = time.perf_counter()
+        try:
+            reply = await self._chat(request)
+        except StepError as exc:
+            MODEL_CALL_ERRORS.labels(request.purpose, exc.kind).inc()
+            raise
+        finally:
+            MODEL_CALL_SECONDS.labels(request.purpose).observe(time.perf_counter() - started)
+        MODEL_TOKENS.labels(request.model, "prompt").inc(reply.usage.prompt_tokens)
+        MODEL_TOKENS.labels(request.model, "completion").inc(reply.usage.completion_tokens)
+        return reply
+
+    async def _chat(self, request: ChatRequest) -> ChatReply:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -105,12 +120,17 @@ class OpenAIChatModel:
             raise StepError(
                 f"the model service sent an answer that is not a chat completion ({exc})",
                 retryable=True,
+                kind="malformed",
             ) from None
         if not completion.choices:
-            raise StepError("the model returned no choices", retryable=True)
+            raise StepError("the model returned no choices", retryable=True, kind="malformed")
         choice = completion.choices[0]
         if choice.message.refusal:
-            raise StepError(f"the model refused: {_short(choice.message.refusal)}", retryable=False)
+            raise StepError(
+                f"the model refused: {_short(choice.message.refusal)}",
+                retryable=False,
+                kind="rejected",
+            )
         usage = completion.usage or _Usage()
         return ChatReply(
             content=choice.message.content or "",
@@ -124,23 +144,26 @@ class OpenAIChatModel:
 _decode = msgspec.json.Decoder(_Completion).decode
 
 
-# SDK errors that need no more words than these, and whether another attempt may help.
-_KNOWN_ERRORS: tuple[tuple[type[openai.APIError], str, bool], ...] = (
-    (openai.APITimeoutError, "the model did not answer in time", True),
-    (openai.APIConnectionError, "could not connect to the model service", True),
+# SDK errors that need no more words than these: kind (for metrics), message, retryable.
+_KNOWN_ERRORS: tuple[tuple[type[openai.APIError], str, str, bool], ...] = (
+    (openai.APITimeoutError, "timeout", "the model did not answer in time", True),
+    (openai.APIConnectionError, "connection", "could not connect to the model service", True),
     (
         openai.RateLimitError,
+        "rate_limited",
         "the model service is rate limiting requests (429) and retries ran out",
         True,
     ),
     (
         openai.AuthenticationError,
+        "rejected",
         "the model service rejected the API key (401); check OPENAI_API_KEY",
         False,
     ),
-    (openai.PermissionDeniedError, "the API key may not use this model (403)", False),
+    (openai.PermissionDeniedError, "rejected", "the API key may not use this model (403)", False),
     (
         openai.NotFoundError,
+        "rejected",
         (
             "the model service does not know this model or endpoint (404); "
             "check OPENAI_MODEL and OPENAI_BASE_URL"
@@ -152,16 +175,22 @@ _KNOWN_ERRORS: tuple[tuple[type[openai.APIError], str, bool], ...] = (
 
 def classify_error(exc: openai.APIError) -> StepError:
     """Turn an SDK error (after the SDK's own retries) into a message a user understands."""
-    for kind, message, retryable in _KNOWN_ERRORS:
-        if isinstance(exc, kind):
-            return StepError(message, retryable=retryable)
+    for error_type, kind, message, retryable in _KNOWN_ERRORS:
+        if isinstance(exc, error_type):
+            return StepError(message, retryable=retryable, kind=kind)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = _short(exc.message)
         if status >= 500 or status in (408, 409):
-            return StepError(f"the model service failed ({status}): {detail}", retryable=True)
+            return StepError(
+                f"the model service failed ({status}): {detail}",
+                retryable=True,
+                kind="server_error",
+            )
         return StepError(
-            f"the model service refused the request ({status}): {detail}", retryable=False
+            f"the model service refused the request ({status}): {detail}",
+            retryable=False,
+            kind="rejected",
         )
     return StepError(f"the model call failed: {_short(str(exc))}", retryable=True)
 

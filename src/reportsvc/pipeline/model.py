@@ -21,6 +21,8 @@ class ChatMessage(msgspec.Struct, frozen=True):
 class ChatRequest(msgspec.Struct, frozen=True):
     model: str
     messages: list[ChatMessage]
+    # What the call is for (outline, section, ...): labels its metrics.
+    purpose: str = "other"
     max_tokens: int | None = None
     # An OpenAI `response_format` object, passed through as given.
     response_format: dict[str, Any] | None = None

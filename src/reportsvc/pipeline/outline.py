@@ -96,6 +96,7 @@ def parse_outline(content: str) -> list[str]:
         raise StepError(
             f"the model's outline was not valid JSON of the expected shape ({exc})",
             retryable=True,
+            kind="malformed",
         ) from None
     return answer.sections
 
@@ -108,6 +109,7 @@ async def write_outline(
             model=task.model,
             messages=outline_messages(task.topic, task.options),
             response_format=OUTLINE_RESPONSE_FORMAT,
+            purpose="outline",
         )
     )
     titles = normalize_outline(
@@ -116,5 +118,5 @@ async def write_outline(
         max_title_length=max_title_length,
     )
     if not titles:
-        raise StepError("the model returned an empty outline", retryable=True)
+        raise StepError("the model returned an empty outline", retryable=True, kind="malformed")
     return OutlineResult(titles=titles, usage=reply.usage)

@@ -15,9 +15,10 @@ async def write_section(model: ChatModel, task: SectionTask, *, max_tokens: int)
             model=task.model,
             messages=section_messages(task.topic, task.outline, task.position, task.options),
             max_tokens=max_tokens,
+            purpose="section",
         )
     )
     content = clean_section(reply.content, task.title)
     if not content:
-        raise StepError("the model returned an empty section", retryable=True)
+        raise StepError("the model returned an empty section", retryable=True, kind="malformed")
     return SectionResult(content=content, finish_reason=reply.finish_reason, usage=reply.usage)

@@ -66,6 +66,34 @@ ORDER BY created_at DESC, id DESC
 LIMIT $2;
 
 
+-- name: job_counts
+-- Jobs by status, for metrics. A full count: `reportsvc prune` keeps the table bounded.
+SELECT status, count(*) FROM jobs GROUP BY status;
+
+
+-- name: queue_stats
+-- The queue as an operator sees it, each figure read from a small partial index.
+SELECT
+    (SELECT count(*) FROM sections WHERE status = 'queued' AND run_after <= now())
+        AS sections_ready,
+    (SELECT extract(epoch FROM now() - min(run_after)) FROM sections
+     WHERE status = 'queued' AND run_after <= now()) AS sections_oldest,
+    (SELECT count(*) FROM sections WHERE status = 'queued' AND run_after > now())
+        AS sections_retrying,
+    (SELECT count(*) FROM sections WHERE status = 'running') AS sections_running,
+    (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after <= now())
+        AS outlines_ready,
+    (SELECT extract(epoch FROM now() - min(run_after)) FROM jobs
+     WHERE status = 'queued' AND run_after <= now()) AS outlines_oldest,
+    (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_after > now())
+        AS outlines_retrying,
+    (SELECT count(*) FROM jobs WHERE status = 'outlining') AS outlines_running;
+
+
+-- name: schema_revision
+SELECT version_num FROM alembic_version;
+
+
 -- name: claim_sections
 -- $1 worker id, $2 how many sections at most, $3 lease (s)
 --

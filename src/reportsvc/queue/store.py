@@ -61,6 +61,13 @@ class JobListRow(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
+class StepStats(msgspec.Struct, frozen=True):
+    ready: int
+    oldest_seconds: float
+    retrying: int
+    running: int
+
+
 class FinishedSection(msgspec.Struct, frozen=True):
     section_id: int
     attempt: int
@@ -274,6 +281,32 @@ class Store:
         if status == "cancelled":
             self.publish_progress([job_id])
         return status
+
+    # --- operations ----------------------------------------------------------------
+
+    async def job_counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in await self.pool.fetch(Q["job_counts"])}
+
+    async def queue_stats(self) -> dict[str, StepStats]:
+        r = await self.pool.fetchrow(Q["queue_stats"])
+        assert r is not None
+        return {
+            step: StepStats(
+                ready=r[f"{prefix}_ready"],
+                oldest_seconds=float(r[f"{prefix}_oldest"] or 0.0),
+                retrying=r[f"{prefix}_retrying"],
+                running=r[f"{prefix}_running"],
+            )
+            for step, prefix in (("section", "sections"), ("outline", "outlines"))
+        }
+
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at (None: not migrated)."""
+        try:
+            revision: str | None = await self.pool.fetchval(Q["schema_revision"])
+        except asyncpg.UndefinedTableError:
+            return None
+        return revision
 
     # --- the worker's side ----------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""Prometheus metrics. The API serves them at /metrics (with the queue's state, read from
+the database at scrape time); a worker serves its own on WORKER_METRICS_PORT."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- from the database, refreshed when the API is scraped ------------------------------------
+JOBS: Final = Gauge("reportsvc_jobs", "Jobs by status (internal states).", ["status"])
+QUEUE_READY: Final = Gauge(
+    "reportsvc_queue_ready", "Steps ready to run now, waiting for a worker.", ["step"]
+)
+QUEUE_OLDEST_SECONDS: Final = Gauge(
+    "reportsvc_queue_oldest_ready_seconds",
+    "How long the oldest step ready to run has been waiting.",
+    ["step"],
+)
+QUEUE_RETRYING: Final = Gauge(
+    "reportsvc_queue_retrying", "Steps waiting out a retry backoff.", ["step"]
+)
+QUEUE_RUNNING: Final = Gauge("reportsvc_queue_running", "Steps leased to a worker.", ["step"])
+
+# --- counted by the process itself -------------------------------------------------------------
+JOBS_CREATED: Final = Counter("reportsvc_jobs_created", "Jobs created by this API process.")
+STEPS_FINISHED: Final = Counter(
+    "reportsvc_steps_finished",
+    "Steps this worker finished, by outcome (done, retry, failed, released, abandoned).",
+    ["step", "outcome"],
+)
+STEPS_IN_FLIGHT: Final = Gauge("reportsvc_steps_in_flight", "Steps this worker is running now.")
+MODEL_CALL_SECONDS: Final = Histogram(
+    "reportsvc_model_call_seconds",
+    "Duration of model calls (the SDK's own retries included).",
+    ["purpose"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 240),
+)
+MODEL_CALL_ERRORS: Final = Counter(
+    "reportsvc_model_call_errors",
+    "Failed model calls by kind (rate_limited, timeout, connection, server_error, rejected, "
+    "malformed).",
+    ["purpose", "kind"],
+)
+MODEL_TOKENS: Final = Counter(
+    "reportsvc_model_tokens", "Tokens used, as the model service reported them.", ["model", "type"]
+)
