@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
+import msgspec
+
 from reportsvc.domain import JobOptions, StepRunner
 from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.queue.store import JobRow, Store
@@ -42,12 +44,14 @@ async def running_worker(
     runner: StepRunner | None = None,
     worker_id: str | None = None,
     concurrency: int | None = None,
+    **config: object,
 ) -> AsyncIterator[Worker]:
+    """A worker on the test's event loop; `config` overrides WorkerConfig fields."""
     model = OpenAIChatModel(create_openai_client(settings))
     worker = Worker(
         store,
         runner or report_pipeline(settings, model),
-        worker_config(settings, concurrency=concurrency),
+        msgspec.structs.replace(worker_config(settings, concurrency=concurrency), **config),
         worker_id=worker_id,
     )
     task = asyncio.create_task(worker.run())

@@ -6,13 +6,17 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import click
 
 from reportsvc import __version__
 from reportsvc.errors import ConfigError, StepError
-from reportsvc.settings import Settings, load_settings
+from reportsvc.settings import Settings, load_settings, parse_duration
+
+if TYPE_CHECKING:
+    from reportsvc.queue.store import Store
 
 
 def _settings(**overrides: object) -> Settings:
@@ -114,6 +118,100 @@ def worker(concurrency: int | None, metrics_port: int | None) -> None:
         _run(lambda: run_worker(settings, concurrency=concurrency))
     except (ConfigError, StepError) as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _on_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, None]]) -> None:
+    """Run `work` with a store on DATABASE_URL, turning outages into a clear message."""
+    from reportsvc.db.engine import create_pool  # noqa: PLC0415
+    from reportsvc.db.errors import DATABASE_UNAVAILABLE  # noqa: PLC0415
+    from reportsvc.queue.store import Store  # noqa: PLC0415
+
+    async def run() -> None:
+        pool = await create_pool(settings.require_database_url(), min_size=1, max_size=2)
+        store = Store(pool)
+        try:
+            await work(store)
+        finally:
+            await store.publisher.close()
+            await pool.close()
+
+    try:
+        _run(run)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    except DATABASE_UNAVAILABLE as exc:
+        raise click.ClickException(f"cannot reach the database: {exc}") from None
+
+
+def _job_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a job id (a UUID)") from None
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help="Age of finished jobs to delete: 90s, 30m, 12h, 7d, 2w.",
+)
+def prune(older_than: str) -> None:
+    """Delete finished (completed, failed, cancelled) jobs and their sections."""
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        deleted = await store.prune(seconds)
+        click.echo(f"deleted {deleted} finished job(s) older than {older_than}")
+
+    _on_store(settings, work)
+
+
+@main.command()
+@click.argument("job_id")
+def retry(job_id: str) -> None:
+    """Re-queue a failed or cancelled job's unfinished steps (with fresh attempts)."""
+    parsed = _job_id(job_id)
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        outcome = await store.retry_job(parsed, settings.job_timeout_seconds)
+        if outcome is None:
+            raise click.ClickException(f"no job {job_id}")
+        if not outcome.retried:
+            raise click.ClickException(
+                f"job {job_id} is {outcome.status}; only failed or cancelled jobs can be retried"
+            )
+        if outcome.status == "queued":
+            click.echo(f"job {job_id} re-queued from its outline step")
+        elif outcome.status == "completed":
+            click.echo(f"job {job_id} had every section written: now completed")
+        else:
+            click.echo(f"job {job_id} re-queued: {outcome.sections} section(s) to write")
+
+    _on_store(settings, work)
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job that is still processing."""
+    parsed = _job_id(job_id)
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        status = await store.cancel_job(parsed)
+        if status is None:
+            raise click.ClickException(f"no job {job_id}")
+        if status != "cancelled":
+            raise click.ClickException(f"job {job_id} has already {status}")
+        click.echo(f"job {job_id} cancelled")
+
+    _on_store(settings, work)
 
 
 @main.command("fake-llm")

@@ -53,6 +53,7 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         rescue_interval_seconds=settings.rescue_interval_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         listen_notify=settings.listen_notify,
+        prune_after_seconds=settings.prune_after_seconds,
     )
 
 

@@ -6,7 +6,8 @@ documents each one. A bad value stops the process with a message naming the vari
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -18,6 +19,18 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+
+
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_SECONDS_PER: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "30m", "12h", "7d" or "2w"."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m, 12h, 7d or 2w")
+    return float(match.group(1)) * _SECONDS_PER[match.group(2)]
 
 
 def normalize_database_url(url: str) -> str:
@@ -85,6 +98,8 @@ class Settings(BaseSettings):
     rescue_interval_seconds: Annotated[float, Field(ge=0.05, le=600)] = 2.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
     listen_notify: bool = True
+    # Finished jobs older than this are deleted by workers (e.g. "7d"); unset: kept forever.
+    prune_after: str | None = None
     worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     worker_metrics_host: str = "127.0.0.1"
 
@@ -99,7 +114,16 @@ class Settings(BaseSettings):
             return None
         return normalize_database_url(value)
 
-    @field_validator("openai_base_url", "openai_api_key", "worker_metrics_port", mode="before")
+    @field_validator("prune_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator(
+        "openai_base_url", "openai_api_key", "worker_metrics_port", "prune_after", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -134,6 +158,10 @@ class Settings(BaseSettings):
     def heartbeat_seconds(self) -> float:
         """Leases are renewed three times per lease, so one slow renewal never loses one."""
         return self.lease_seconds / 3
+
+    @property
+    def prune_after_seconds(self) -> float | None:
+        return None if self.prune_after is None else parse_duration(self.prune_after)
 
     @property
     def allowed_models(self) -> list[str]:

@@ -75,6 +75,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     rescue_interval_seconds: float = 2.0
     shutdown_grace_seconds: float = 10.0
     listen_notify: bool = True
+    prune_after_seconds: float | None = None
+    prune_every_seconds: float = 600.0
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -518,31 +520,43 @@ class Worker:
 
     async def _maintenance_loop(self) -> None:
         interval = self.config.rescue_interval_seconds
+        deadline_every = max(interval * 5, 5.0)
         last_deadline_check = 0.0
+        # Workers started together should not all prune at once.
+        prune_every = self.config.prune_every_seconds
+        last_prune = time.monotonic() - prune_every * random.random()  # noqa: S311
         while True:
             # Jitter keeps many workers from sweeping in lockstep.
             await asyncio.sleep(interval * random.uniform(0.75, 1.25))  # noqa: S311
             try:
-                rescue = await self.store.rescue(self.config.max_attempts)
-                if rescue.requeued:
-                    self._log.warning("requeued steps whose worker stopped", count=rescue.requeued)
-                    self._work_hint.set()
-                for job_id in rescue.failed_jobs:
-                    self._log.warning(
-                        "job failed: steps kept losing their worker", job_id=str(job_id)
-                    )
-                self.store.publish_progress(rescue.failed_jobs)
+                await self._rescue()
                 now = time.monotonic()
-                if now - last_deadline_check >= max(interval * 5, 5.0):
+                if now - last_deadline_check >= deadline_every:
                     last_deadline_check = now
-                    overdue = await self.store.fail_overdue_jobs(self.config.job_timeout_seconds)
-                    for job_id in overdue:
-                        self._log.warning("job failed: past its deadline", job_id=str(job_id))
-                    self.store.publish_progress(overdue)
+                    await self._fail_overdue()
+                if self.config.prune_after_seconds is not None and now - last_prune >= prune_every:
+                    last_prune = now
+                    if deleted := await self.store.prune(self.config.prune_after_seconds):
+                        self._log.info("pruned finished jobs", count=deleted)
             except DATABASE_ERRORS:
                 continue  # the claim loop reports outages; this just tries again later
             except Exception:
                 self._log.exception("maintenance failed unexpectedly")
+
+    async def _rescue(self) -> None:
+        rescue = await self.store.rescue(self.config.max_attempts)
+        if rescue.requeued:
+            self._log.warning("requeued steps whose worker stopped", count=rescue.requeued)
+            self._work_hint.set()
+        for job_id in rescue.failed_jobs:
+            self._log.warning("job failed: steps kept losing their worker", job_id=str(job_id))
+        self.store.publish_progress(rescue.failed_jobs)
+
+    async def _fail_overdue(self) -> None:
+        overdue = await self.store.fail_overdue_jobs(self.config.job_timeout_seconds)
+        for job_id in overdue:
+            self._log.warning("job failed: past its deadline", job_id=str(job_id))
+        self.store.publish_progress(overdue)
 
     # --- wake-ups -----------------------------------------------------------------------
 

@@ -104,6 +104,12 @@ jobs = Table(
     ),
     # Listing, newest first, with a keyset cursor on (created_at, id).
     Index("jobs_created_at_idx", "created_at", "id"),
+    # `reportsvc prune` deletes finished jobs oldest first (migration 0002).
+    Index(
+        "jobs_finished_idx",
+        "finished_at",
+        postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
+    ),
     Index(
         "jobs_idempotency_key_idx",
         "idempotency_key",

@@ -418,3 +418,55 @@ WITH cancelled AS (
 SELECT status FROM cancelled
 UNION ALL
 SELECT status FROM jobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cancelled);
+
+
+-- name: prune_jobs
+-- $1 age (s), $2 batch size. Deletes up to $2 finished jobs older than $1, oldest first;
+-- their sections go with them (ON DELETE CASCADE). Run in batches to keep each short.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status IN ('completed', 'failed', 'cancelled')
+      AND finished_at < now() - make_interval(secs => $1)
+    ORDER BY finished_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs j USING doomed d WHERE j.id = d.id;
+
+
+-- name: requeue_failed_sections
+-- $1 job id. Step 1 of `reportsvc retry` for a job that has its outline: its failed and
+-- cancelled sections go back to the queue with fresh attempts (sections locked first).
+UPDATE sections s
+SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL,
+    finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+FROM jobs j
+WHERE s.job_id = $1 AND s.status IN ('failed', 'cancelled')
+  AND j.id = s.job_id AND j.status IN ('failed', 'cancelled') AND j.outline IS NOT NULL
+RETURNING s.id;
+
+
+-- name: reopen_job
+-- $1 job id, $2 job timeout (s). Step 2 of `reportsvc retry`: a failed or cancelled job
+-- runs again, with a new deadline. Without an outline it starts from the outline step; with
+-- one it goes on writing its sections (or is complete, if they are all done).
+UPDATE jobs
+SET status = CASE WHEN outline IS NULL THEN 'queued'
+                  WHEN sections_done = sections_total THEN 'completed'
+                  ELSE 'writing' END,
+    attempts = CASE WHEN outline IS NULL THEN 0 ELSE attempts END,
+    run_after = now(),
+    error = NULL,
+    last_error = NULL,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    finished_at = CASE WHEN outline IS NOT NULL AND sections_done = sections_total
+                       THEN now() END,
+    deadline_at = now() + make_interval(secs => $2)
+WHERE id = $1 AND status IN ('failed', 'cancelled')
+RETURNING status;
+
+
+-- name: job_status
+-- $1 job id.
+SELECT status FROM jobs WHERE id = $1;

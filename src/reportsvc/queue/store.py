@@ -61,6 +61,12 @@ class JobListRow(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
+class Retry(NamedTuple):
+    retried: bool
+    status: str
+    sections: int
+
+
 class StepStats(msgspec.Struct, frozen=True):
     ready: int
     oldest_seconds: float
@@ -299,6 +305,29 @@ class Store:
             )
             for step, prefix in (("section", "sections"), ("outline", "outlines"))
         }
+
+    async def prune(self, older_than_seconds: float, *, batch: int = 1000) -> int:
+        """Delete finished jobs older than the given age; returns how many."""
+        deleted = 0
+        while True:
+            result = await self.pool.execute(Q["prune_jobs"], older_than_seconds, batch)
+            count = int(result.split()[-1])
+            deleted += count
+            if count < batch:
+                return deleted
+
+    async def retry_job(self, job_id: UUID, timeout_seconds: float) -> Retry | None:
+        """Re-queue a failed or cancelled job's unfinished steps, with fresh attempts and a
+        new deadline. None: no such job. A job in another state is left alone."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            requeued = await conn.fetch(Q["requeue_failed_sections"], job_id)
+            status: str | None = await conn.fetchval(Q["reopen_job"], job_id, timeout_seconds)
+            if status is None:
+                current: str | None = await conn.fetchval(Q["job_status"], job_id)
+                return None if current is None else Retry(retried=False, status=current, sections=0)
+        self.wake_workers()
+        self.publish_progress([job_id])
+        return Retry(retried=True, status=status, sections=len(requeued))
 
     async def schema_revision(self) -> str | None:
         """The migration the database is at (None: not migrated)."""
