@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import click
+import httpx
 
 from reportsvc import __version__
 from reportsvc.errors import ConfigError, StepError
@@ -89,6 +90,32 @@ def serve(host: str, port: int) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def dev(host: str, port: int) -> None:
+    """Run everything for local use: database, migrations, API and a worker.
+
+    Without DATABASE_URL, an embedded PostgreSQL keeps its data in .data/postgres.
+    Without OPENAI_API_KEY or OPENAI_BASE_URL, a built-in stand-in model writes
+    placeholder text. Ctrl-C stops it all.
+    """
+    from reportsvc.dev import prepare_database, run_dev  # noqa: PLC0415
+    from reportsvc.logs import configure_logging  # noqa: PLC0415
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings, embedded = prepare_database(settings)
+    except (ConfigError, OSError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot start the database: {exc}") from None
+    try:
+        _run(lambda: run_dev(settings, host=host, port=port))
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 @main.command()
@@ -212,6 +239,53 @@ def cancel(job_id: str) -> None:
         click.echo(f"job {job_id} cancelled")
 
     _on_store(settings, work)
+
+
+API_OPTION = click.option(
+    "--api",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    envvar="REPORTSVC_API",
+    help="The reportsvc API to talk to (or REPORTSVC_API).",
+)
+
+
+@main.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@API_OPTION
+def watch(job_ids: tuple[str, ...], api: str) -> None:
+    """Live progress bars for one or more jobs, until they finish."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from reportsvc.watch import watch as watch_jobs  # noqa: PLC0415
+
+    console = Console()
+    try:
+        ok = asyncio.run(watch_jobs(api, list(job_ids), console))
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the API at {api}: {exc}") from None
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@API_OPTION
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--status",
+    "state",
+    type=click.Choice(["processing", "completed", "failed", "cancelled"]),
+    help="Only jobs with this status.",
+)
+def status(api: str, limit: int, state: str | None) -> None:
+    """Recent jobs, newest first, as a table."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from reportsvc.watch import status as show_status  # noqa: PLC0415
+
+    try:
+        asyncio.run(show_status(api, Console(), limit=limit, state=state))
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the API at {api}: {exc}") from None
 
 
 @main.command("fake-llm")
