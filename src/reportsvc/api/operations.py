@@ -8,8 +8,9 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from reportsvc.api import docs
 from reportsvc.api.errors import ApiError
-from reportsvc.api.schemas import CamelStruct
+from reportsvc.api.schemas import Health, Readiness
 from reportsvc.api.services import Services
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
 from reportsvc.metrics import (
@@ -22,17 +23,12 @@ from reportsvc.metrics import (
 from reportsvc.queue.store import Store
 
 
-class Health(CamelStruct):
-    status: str
-
-
-class Readiness(CamelStruct):
-    status: str
-    database: str
-    schema_revision: str
-
-
-@get("/healthz", summary="Liveness: the process is up", tags=["operations"])
+@get(
+    "/healthz",
+    summary="Liveness: the process is up",
+    tags=["operations"],
+    responses=docs.HEALTH_RESPONSES,
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -42,6 +38,7 @@ async def healthz() -> Health:
     summary="Readiness: the database answers and its schema is current",
     description="503 while the database is unreachable or not migrated to this version.",
     tags=["operations"],
+    responses=docs.READY_RESPONSES,
 )
 async def readyz(services: NamedDependency[Services]) -> Readiness:
     try:
@@ -67,6 +64,7 @@ async def readyz(services: NamedDependency[Services]) -> Readiness:
     description="Jobs by status and queue state (read at scrape time), and request metrics.",
     tags=["operations"],
     media_type=CONTENT_TYPE_LATEST,
+    responses=docs.METRICS_RESPONSES,
 )
 async def metrics(services: NamedDependency[Services]) -> Response[bytes]:
     # While the database is unreachable the last values stay; /readyz says why.

@@ -12,6 +12,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from reportsvc.api import docs
 from reportsvc.api.errors import ApiError
 from reportsvc.api.events import job_events
 from reportsvc.api.schemas import (
@@ -81,6 +82,7 @@ class ReportController(Controller):
             "written in the background by workers. With an `Idempotency-Key` header, "
             "repeating the request returns the same job id and creates nothing new."
         ),
+        responses=docs.CREATE_RESPONSES,
     )
     async def create_report(
         self,
@@ -139,6 +141,7 @@ class ReportController(Controller):
             "Filter by public `status`; page with `limit` and the `nextCursor` of the "
             "previous page."
         ),
+        responses=docs.LIST_RESPONSES,
     )
     async def list_reports(
         self,
@@ -171,7 +174,7 @@ class ReportController(Controller):
             "`report`), `failed` (with `error`) or `cancelled`. With `Accept: text/markdown` "
             "or `?format=markdown`, a completed report comes back as a Markdown document."
         ),
-        responses={},
+        responses=docs.GET_RESPONSES,
     )
     async def get_report(
         self,
@@ -203,6 +206,7 @@ class ReportController(Controller):
             "the job as GET /reports/{jobId} returns it. Comment lines keep the connection "
             "alive."
         ),
+        responses=docs.EVENTS_RESPONSES,
     )
     async def report_events(
         self, job_id: JobIdParam, services: NamedDependency[Services]
@@ -219,6 +223,7 @@ class ReportController(Controller):
             "running steps are abandoned at their next checkpoint. Cancelling a cancelled "
             "job is a no-op; a finished job cannot be cancelled (409)."
         ),
+        responses=docs.CANCEL_RESPONSES,
     )
     async def cancel_report(
         self, job_id: JobIdParam, services: NamedDependency[Services]

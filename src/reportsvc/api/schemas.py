@@ -99,3 +99,13 @@ class ErrorBody(CamelStruct):
     status: int
     code: str
     error: str
+
+
+class Health(CamelStruct):
+    status: str
+
+
+class Readiness(CamelStruct):
+    status: str
+    database: str
+    schema_revision: str
