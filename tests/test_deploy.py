@@ -26,8 +26,10 @@ def test_compose_runs_postgres_migrate_api_and_workers() -> None:
     for name in ("api", "worker"):
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully"
-    assert "healthcheck" in services["postgres"]
-    assert "healthcheck" in services["api"]
+    for name in ("postgres", "api", "worker"):
+        assert "healthcheck" in services[name], name
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert services["worker"]["deploy"]["replicas"] >= 2
 
 
 def test_compose_commands_exist_and_settings_are_known() -> None:
