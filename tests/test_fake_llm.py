@@ -10,7 +10,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from reportsvc.llm.fake import PLACEHOLDER_NOTICE, FakeConfig, FakeLLMThread, Faults
-from reportsvc.pipeline.prompts import OUTLINE_RESPONSE_FORMAT
+from reportsvc.pipeline.prompts import OUTLINE_JSON_SCHEMA
 
 REQUEST = 'Report topic: "Rome"\n\nWrite section 1 of 3: "I. A"'
 
@@ -27,7 +27,7 @@ async def test_structured_outline_and_plain_section(fake_llm: FakeLLMThread) -> 
             {"role": "system", "content": "Produce exactly 3 sections."},
             {"role": "user", "content": 'Topic: "Rome"'},
         ],
-        response_format=OUTLINE_RESPONSE_FORMAT,
+        response_format=OUTLINE_JSON_SCHEMA,
     )
     assert outline.choices[0].message.content is not None
     assert '"sections"' in outline.choices[0].message.content

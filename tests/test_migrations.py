@@ -44,7 +44,7 @@ async def tables(url: str) -> set[str]:
 
 async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: str) -> None:
     await asyncio.to_thread(migrate.upgrade, empty_database)
-    assert await tables(empty_database) == {"jobs", "sections", "alembic_version"}
+    assert await tables(empty_database) == {"jobs", "sections", "api_tokens", "alembic_version"}
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
     assert await tables(empty_database) == {"alembic_version"}
     await asyncio.to_thread(migrate.upgrade, empty_database)
@@ -91,4 +91,4 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
     ]  # fmt: skip
     outputs = [await p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
-    assert await tables(empty_database) == {"jobs", "sections", "alembic_version"}
+    assert await tables(empty_database) == {"jobs", "sections", "api_tokens", "alembic_version"}

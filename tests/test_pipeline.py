@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from reportsvc.domain import JobOptions
 from reportsvc.errors import StepError
 from reportsvc.pipeline.outline import clean_title, normalize_outline, parse_outline, roman
-from reportsvc.pipeline.prompts import OUTLINE_RESPONSE_FORMAT, OUTLINE_SCHEMA, section_messages
+from reportsvc.pipeline.prompts import OUTLINE_JSON_SCHEMA, OUTLINE_SCHEMA, section_messages
 from reportsvc.pipeline.text import clean_section, strip_reasoning
 
 
@@ -95,6 +95,12 @@ def test_parse_outline_accepts_the_schema_shape() -> None:
     assert parse_outline('{"sections": ["A", "B"]}') == ["A", "B"]
 
 
+def test_a_numbered_or_bulleted_list_is_the_last_resort() -> None:
+    assert parse_outline("Sure!\n1. Rise\n2. Fall\n") == ["Rise", "Fall"]
+    assert parse_outline("- Rise\n- Fall") == ["Rise", "Fall"]
+    assert parse_outline("<think>x</think>I) Rise\nII) Fall") == ["Rise", "Fall"]
+
+
 def test_parse_outline_tolerates_fences_and_reasoning() -> None:
     assert parse_outline('<think>hmm</think>\n```json\n{"sections": ["A"]}\n```') == ["A"]
 
@@ -107,7 +113,7 @@ def test_parse_outline_tolerates_fences_and_reasoning() -> None:
         '{"sections": "A, B"}',
         '{"sections": [1, 2]}',
         '{"sections": ["A"], "extra": 1}',
-        "1. A\n2. B",
+        "Here is an outline with no list in it.",
         "",
     ],
 )
@@ -129,8 +135,8 @@ def _objects(schema: object) -> list[dict[str, object]]:
 
 
 def test_outline_schema_is_strict_mode_compatible() -> None:
-    assert OUTLINE_RESPONSE_FORMAT["type"] == "json_schema"
-    assert OUTLINE_RESPONSE_FORMAT["json_schema"]["strict"] is True
+    assert OUTLINE_JSON_SCHEMA["type"] == "json_schema"
+    assert OUTLINE_JSON_SCHEMA["json_schema"]["strict"] is True
     assert OUTLINE_SCHEMA["type"] == "object"
     for obj in _objects(OUTLINE_SCHEMA):
         assert obj["additionalProperties"] is False

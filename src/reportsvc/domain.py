@@ -1,8 +1,9 @@
 """The work a worker does, as plain values shared by the queue and the pipeline.
 
 A job has one outline step and, once the outline exists, one section step per outline
-title. The queue hands out `OutlineTask`s and `SectionTask`s; a `StepRunner` turns them into
-`OutlineResult`s and `SectionResult`s. Nothing here knows about SQL or HTTP.
+title (and, when asked for, a summary step once the sections are written). The queue hands
+out `OutlineTask`s and `SectionTask`s; a `StepRunner` turns them into `OutlineResult`s and
+`SectionResult`s. Nothing here knows about SQL or HTTP.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     sections: int
     detail: Detail = "standard"
     language: str | None = None
+    # A final pass writes a short summary from the finished sections (SUMMARY_PASS).
+    summary: bool = False
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -52,6 +55,9 @@ class SectionTask(msgspec.Struct, frozen=True):
     model: str
     options: JobOptions
     outline: list[str]
+    # "section", or "summary": then `written` holds the finished sections, title -> text.
+    kind: str = "section"
+    written: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 Task = OutlineTask | SectionTask

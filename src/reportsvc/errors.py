@@ -23,11 +23,25 @@ class StepError(ReportSvcError):
     """A model step failed.
 
     `retryable` says whether another attempt may succeed (a timeout, a rate limit, a
-    malformed answer) or cannot (a rejected API key, an unknown model).
+    malformed answer) or cannot (a rejected API key, an unknown model). `status` is the
+    model service's HTTP status when it answered with an error; `prompt_tokens` and
+    `completion_tokens` what a call that did answer (with something unusable) consumed.
     """
 
-    def __init__(self, message: str, *, retryable: bool, kind: str = "error") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        kind: str = "error",
+        status: int | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         # For metrics: rate_limited, timeout, connection, server_error, rejected, malformed.
         self.kind = kind
+        self.status = status
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens

@@ -62,6 +62,8 @@ def report_pipeline(settings: Settings, model: OpenAIChatModel) -> ReportPipelin
         model,
         max_title_length=settings.max_title_length,
         section_max_tokens=settings.section_max_tokens,
+        outline_format=settings.outline_format,
+        max_attempts=settings.max_attempts,
     )
 
 

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     openai_timeout: PositiveFloat = 60.0
     openai_max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     openai_allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # USD per million tokens, input/output, by model: "gpt-4o-mini=0.15/0.60,gpt-4o=2.5/10".
+    openai_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(default_factory=dict)
+    # How outlines are asked for: strict json_schema, json_object (JSON mode), or text (a
+    # numbered list); auto starts with json_schema and steps down when a server refuses it.
+    outline_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
 
     # --- reports ----------------------------------------------------------------------
     max_topic_length: Annotated[int, Field(ge=10, le=10_000)] = 300
@@ -84,6 +89,8 @@ class Settings(BaseSettings):
     max_sections: Annotated[int, Field(ge=1, le=20)] = 12
     max_title_length: Annotated[int, Field(ge=20, le=1000)] = 120
     section_max_tokens: Annotated[int, Field(ge=16, le=32_000)] = 900
+    # A final pass writes a short summary from the finished sections.
+    summary_pass: bool = False
 
     # --- worker -----------------------------------------------------------------------
     worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
@@ -136,6 +143,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("openai_prices", mode="before")
+    @classmethod
+    def _prices(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        prices: dict[str, tuple[float, float]] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            model, sep, pair = item.partition("=")
+            prompt, slash, completion = pair.partition("/")
+            if not (sep and slash and model.strip()):
+                raise ValueError(f"{item!r} is not MODEL=INPUT/OUTPUT (USD per 1M tokens)")
+            prices[model.strip()] = (float(prompt), float(completion))
+        return prices
 
     @field_validator("log_level", mode="before")
     @classmethod

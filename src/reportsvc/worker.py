@@ -47,6 +47,7 @@ from reportsvc.queue.store import (
     SectionFailure,
     SectionRetry,
     Store,
+    TokenUse,
 )
 
 log = structlog.get_logger("reportsvc.worker")
@@ -94,12 +95,15 @@ class SectionDone(msgspec.Struct, frozen=True):
 class OutlineDone(msgspec.Struct, frozen=True):
     task: OutlineTask
     titles: list[str]
+    tokens: TokenUse = TokenUse()
 
 
 class StepFailed(msgspec.Struct, frozen=True):
     task: Task
     error: str
     retryable: bool
+    # What a call that answered with something unusable consumed.
+    tokens: TokenUse = TokenUse()
 
 
 class Released(msgspec.Struct, frozen=True):
@@ -312,7 +316,10 @@ class Worker:
 
     async def _outline(self, task: OutlineTask) -> Outcome:
         result = await self.runner.outline(task)
-        return OutlineDone(task, result.titles)
+        usage = result.usage
+        return OutlineDone(
+            task, result.titles, TokenUse(usage.prompt_tokens, usage.completion_tokens)
+        )
 
     async def _run(self, task: Task, work: Callable[[], Awaitable[Outcome]]) -> None:
         key = step_key(task)
@@ -333,7 +340,8 @@ class Worker:
                 retryable=True,
             )
         except StepError as exc:
-            outcome = StepFailed(task, exc.message, retryable=exc.retryable)
+            tokens = TokenUse(exc.prompt_tokens, exc.completion_tokens)
+            outcome = StepFailed(task, exc.message, retryable=exc.retryable, tokens=tokens)
         except Exception as exc:
             self._log.exception("step crashed", **_ids(task))
             outcome = StepFailed(
@@ -425,6 +433,8 @@ class Worker:
         for job_id in completion.completed_jobs:
             self._log.info("job completed", job_id=str(job_id))
         self.store.publish_progress(completion.jobs)
+        if completion.summaries_queued:
+            self.store.wake_workers()
 
     def should_retry(self, task: Task, failed: StepFailed) -> bool:
         return failed.retryable and task.attempt < self.config.max_attempts
@@ -439,7 +449,7 @@ class Worker:
     async def _write_outlines(self, outlines: list[OutlineDone]) -> None:
         written = await self.store.complete_outlines(
             self.worker_id,
-            [FinishedOutline(o.task.job_id, o.task.attempt, o.titles) for o in outlines],
+            [FinishedOutline(o.task.job_id, o.task.attempt, o.titles, *o.tokens) for o in outlines],
         )
         self.store.publish_progress(written)
         for done in outlines:
@@ -451,10 +461,13 @@ class Worker:
     async def _write_outline_failure(self, task: OutlineTask, failed: StepFailed) -> None:
         if self.should_retry(task, failed):
             self._log.warning("outline will be retried", error=failed.error, **_ids(task))
+            held = HeldOutline(task.job_id, task.attempt)
             await self.store.retry_outline(
-                self.worker_id, task.job_id, task.attempt, failed.error, self.delay(task)
+                self.worker_id, held, failed.error, self.delay(task), failed.tokens
             )
-        elif await self.store.fail_outline(self.worker_id, task.job_id, task.attempt, failed.error):
+        elif await self.store.fail_outline(
+            self.worker_id, HeldOutline(task.job_id, task.attempt), failed.error, failed.tokens
+        ):
             self._log.warning("job failed", error=failed.error, **_ids(task))
             self.store.publish_progress([task.job_id])
 
@@ -622,17 +635,28 @@ class _SectionWrites:
     def add(self, outcome: Outcome, task: SectionTask, worker: Worker) -> None:
         if isinstance(outcome, SectionDone):
             self.finished.append(
-                FinishedSection(task.section_id, task.attempt, outcome.result.content)
+                FinishedSection(
+                    task.section_id,
+                    task.attempt,
+                    outcome.result.content,
+                    outcome.result.finish_reason,
+                    outcome.result.usage.prompt_tokens,
+                    outcome.result.usage.completion_tokens,
+                )
             )
         elif isinstance(outcome, Released):
             held = HeldSection(task.section_id, task.attempt)
             (self.requeue if outcome.status == "queued" else self.cancel).append(held)
         elif isinstance(outcome, StepFailed) and worker.should_retry(task, outcome):
             delay = worker.delay(task)
-            self.retries.append(SectionRetry(task.section_id, task.attempt, outcome.error, delay))
+            self.retries.append(
+                SectionRetry(task.section_id, task.attempt, outcome.error, delay, *outcome.tokens)
+            )
             log.warning("section will be retried", error=outcome.error, **_ids(task))
         elif isinstance(outcome, StepFailed):
-            self.failures.append(SectionFailure(task.section_id, task.attempt, outcome.error))
+            self.failures.append(
+                SectionFailure(task.section_id, task.attempt, outcome.error, *outcome.tokens)
+            )
 
 
 def _ids(task: Task) -> dict[str, object]:

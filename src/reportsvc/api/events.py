@@ -86,7 +86,11 @@ class EventHub:
 
 
 async def job_events(
-    store: Store, hub: EventHub, job: JobRow, check_seconds: float = STREAM_CHECK_SECONDS
+    store: Store,
+    hub: EventHub,
+    job: JobRow,
+    prices: dict[str, tuple[float, float]],
+    check_seconds: float = STREAM_CHECK_SECONDS,
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The events of `job`, starting with the steps already finished."""
     outline_sent = False
@@ -103,7 +107,7 @@ async def job_events(
             public = PUBLIC_STATUS[job.status]
             if public != "processing":
                 yield ServerSentEventMessage(
-                    event=public, data=msgspec.json.encode(job_status(job)).decode()
+                    event=public, data=msgspec.json.encode(job_status(job, prices)).decode()
                 )
                 return
             try:

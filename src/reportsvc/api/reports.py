@@ -29,7 +29,9 @@ from reportsvc.api.validation import (
     clean_topic,
     decode_cursor,
     encode_cursor,
+    job_options,
     parse_job_id,
+    strict_request,
 )
 from reportsvc.api.views import job_status, job_summary, markdown
 from reportsvc.domain import JobOptions
@@ -86,6 +88,7 @@ class ReportController(Controller):
     )
     async def create_report(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[CreateReport],
         services: NamedDependency[Services],
         idempotency_key: Annotated[
@@ -99,19 +102,20 @@ class ReportController(Controller):
         ] = None,
     ) -> Response[JobAccepted]:
         settings, store = services.settings, services.store
+        data = strict_request(await request.body())
         topic = clean_topic(data.topic, settings.max_topic_length)
+        model, options = job_options(data, settings)
         check_idempotency_key(idempotency_key)
-        options = JobOptions(sections=settings.default_sections)
         job_id = await store.create_job(
             topic=topic,
-            model=settings.openai_model,
+            model=model,
             options=options,
             idempotency_key=idempotency_key,
             timeout_seconds=settings.job_timeout_seconds,
         )
         if job_id is None:
             assert idempotency_key is not None
-            job_id = await self._replay(store, idempotency_key, topic)
+            job_id = await self._replay(store, idempotency_key, (topic, model, options))
         else:
             JOBS_CREATED.inc()
         return Response(
@@ -121,12 +125,12 @@ class ReportController(Controller):
         )
 
     @staticmethod
-    async def _replay(store: Store, key: str, topic: str) -> UUID:
+    async def _replay(store: Store, key: str, request: tuple[str, str, JobOptions]) -> UUID:
         existing = await store.find_job_by_key(key)
         if existing is None:  # pragma: no cover - the job was deleted between two statements
             raise ApiError(409, "conflict", "this Idempotency-Key was just used; retry")
-        job_id, existing_topic, _model, _options = existing
-        if existing_topic != topic:
+        job_id, *stored = existing
+        if tuple(stored) != request:
             raise ApiError(
                 422,
                 "idempotency_key_reused",
@@ -188,7 +192,7 @@ class ReportController(Controller):
     ) -> Response[JobStatus] | Response[str]:
         job = await load_job(services.store, job_id)
         if not wants_markdown(request, format_):
-            return Response(job_status(job))
+            return Response(job_status(job, services.settings.openai_prices))
         if job.status != "completed":
             raise ApiError(
                 409, "report_not_ready", f"the report is not completed (status {job.status})"
@@ -212,7 +216,8 @@ class ReportController(Controller):
         self, job_id: JobIdParam, services: NamedDependency[Services]
     ) -> ServerSentEvent:
         job = await load_job(services.store, job_id)
-        return ServerSentEvent(job_events(services.store, services.events, job))
+        events = job_events(services.store, services.events, job, services.settings.openai_prices)
+        return ServerSentEvent(events)
 
     @delete(
         "/{job_id:str}",

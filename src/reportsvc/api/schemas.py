@@ -26,8 +26,11 @@ class CamelStruct(msgspec.Struct, rename="camel", omit_defaults=True):
     """Base for every body: camelCase on the wire, unset fields left out."""
 
 
+Detail = Literal["brief", "standard", "deep"]
+
+
 class CreateReport(CamelStruct, forbid_unknown_fields=True):
-    """Start a report."""
+    """Start a report. Only `topic` is required."""
 
     topic: Annotated[
         str,
@@ -36,6 +39,51 @@ class CreateReport(CamelStruct, forbid_unknown_fields=True):
             examples=["The Roman Empire"],
         ),
     ]
+    sections: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=20,
+                description="How many sections (default DEFAULT_SECTIONS, at most MAX_SECTIONS).",
+                examples=[6],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    language: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=40,
+                description="The report's language, by name: letters, spaces, hyphens.",
+                examples=["French"],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    model: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                description="A model from OPENAI_ALLOWED_MODELS (default OPENAI_MODEL).",
+                examples=["gpt-4o-mini"],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    detail: (
+        Annotated[
+            Detail,
+            msgspec.Meta(
+                description="Section length: brief (~120 words), standard (~280), deep (~580)."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class JobAccepted(CamelStruct):
@@ -46,6 +94,23 @@ class Report(CamelStruct):
     topic: str
     outline: list[str]
     sections: dict[str, str]
+    # With SUMMARY_PASS: a short summary written from the finished sections.
+    summary: str | UnsetType = UNSET
+
+
+class Options(CamelStruct):
+    """The options the job runs with (defaults filled in)."""
+
+    sections: int
+    detail: Detail
+    summary: bool
+    language: str | UnsetType = UNSET
+
+
+class TokenUsage(CamelStruct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 Progress = Annotated[
@@ -67,6 +132,15 @@ class JobStatus(CamelStruct):
     # While processing: the outline once written, and the sections finished so far.
     outline: list[str] | UnsetType = UNSET
     partial_sections: dict[str, str] | UnsetType = UNSET
+    # Sections the model stopped at max_tokens (SECTION_MAX_TOKENS, scaled by `detail`).
+    truncated_sections: list[str] | UnsetType = UNSET
+    model: str | UnsetType = UNSET
+    options: Options | UnsetType = UNSET
+    usage: TokenUsage | UnsetType = UNSET
+    estimated_cost_usd: (
+        Annotated[float, msgspec.Meta(description="From OPENAI_PRICES; absent if unknown.")]
+        | UnsetType
+    ) = UNSET
     created_at: datetime | UnsetType = UNSET
     finished_at: datetime | UnsetType = UNSET
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import unicodedata
 from datetime import datetime
+from typing import Final
 from uuid import UUID
 
+import msgspec
+from msgspec import UnsetType
+
 from reportsvc.api.errors import ApiError
+from reportsvc.api.schemas import CreateReport
+from reportsvc.domain import JobOptions
+from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# A language by name: letters (any script), with spaces, hyphens or apostrophes between.
+_LANGUAGE = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$")
 
 
 def clean_topic(raw: str, max_length: int) -> str:
@@ -29,6 +39,62 @@ def clean_topic(raw: str, max_length: int) -> str:
     ):
         raise ApiError(400, "invalid_topic", "topic must not contain control characters")
     return topic
+
+
+_STRICT: Final = msgspec.json.Decoder(CreateReport, strict=True)
+
+
+def strict_request(body: bytes) -> CreateReport:
+    """The request body decoded strictly: Litestar's own decoding is lax and would take
+    "3" for 3; an API should say that a number was expected."""
+    try:
+        return _STRICT.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc).replace("`", "")
+        if " - at $." in message:
+            what, _, where = message.rpartition(" - at $.")
+            message = f"{where}: {what}"
+        raise ApiError(400, "invalid_request", message) from None
+
+
+def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOptions]:
+    """The model and options a request asks for, with the defaults filled in; a 400 for
+    anything the settings do not allow."""
+    model = settings.openai_model
+    if not isinstance(request.model, UnsetType):
+        if request.model not in settings.allowed_models:
+            allowed = ", ".join(settings.allowed_models)
+            raise ApiError(
+                400,
+                "invalid_model",
+                f"model {request.model!r} is not allowed here; choose one of: {allowed} "
+                "(OPENAI_ALLOWED_MODELS)",
+            )
+        model = request.model
+    sections = settings.default_sections
+    if not isinstance(request.sections, UnsetType):
+        if request.sections > settings.max_sections:
+            raise ApiError(
+                400,
+                "invalid_sections",
+                f"sections is {request.sections}; the limit is {settings.max_sections} "
+                "(MAX_SECTIONS)",
+            )
+        sections = request.sections
+    language = None
+    if not isinstance(request.language, UnsetType):
+        language = " ".join(request.language.split())
+        if not _LANGUAGE.match(language):
+            raise ApiError(
+                400,
+                "invalid_language",
+                "language must be a language's name: letters, with spaces or hyphens",
+            )
+    detail = "standard" if isinstance(request.detail, UnsetType) else request.detail
+    options = JobOptions(
+        sections=sections, detail=detail, language=language, summary=settings.summary_pass
+    )
+    return model, options
 
 
 def check_idempotency_key(key: str | None) -> None:

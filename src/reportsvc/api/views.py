@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from reportsvc.api.schemas import PUBLIC_STATUS, JobStatus, JobSummary, Report
+from reportsvc.api.schemas import (
+    PUBLIC_STATUS,
+    JobStatus,
+    JobSummary,
+    Options,
+    Report,
+    TokenUsage,
+)
 from reportsvc.queue.store import JobListRow, JobRow
+
+Prices = dict[str, tuple[float, float]]
 
 
 def progress(status: str, sections_total: int | None, sections_done: int) -> float:
-    """Finished steps over all steps: the outline, then each section.
+    """Finished steps over all steps: the outline, then each section (and the summary).
 
     Before the outline exists the number of steps is unknown, so progress is 0. It only
     grows: the section counter never decreases, and the total is fixed with the outline.
@@ -19,40 +28,66 @@ def progress(status: str, sections_total: int | None, sections_done: int) -> flo
     return (1 + sections_done) / (1 + sections_total)
 
 
-def job_status(job: JobRow) -> JobStatus:
+def estimated_cost(
+    model: str, prompt_tokens: int, completion_tokens: int, prices: Prices
+) -> float | None:
+    """USD, from OPENAI_PRICES (per million input and output tokens)."""
+    if model not in prices:
+        return None
+    per_input, per_output = prices[model]
+    return round((prompt_tokens * per_input + completion_tokens * per_output) / 1_000_000, 6)
+
+
+def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     public = PUBLIC_STATUS[job.status]
+    status = JobStatus(
+        job_id=job.id,
+        status=public,
+        model=job.model,
+        options=_options(job),
+        usage=TokenUsage(
+            prompt_tokens=job.prompt_tokens,
+            completion_tokens=job.completion_tokens,
+            total_tokens=job.prompt_tokens + job.completion_tokens,
+        ),
+        created_at=job.created_at,
+    )
+    cost = estimated_cost(job.model, job.prompt_tokens, job.completion_tokens, prices or {})
+    if cost is not None:
+        status.estimated_cost_usd = cost
+    if job.truncated:
+        status.truncated_sections = job.truncated
     if public == "completed":
         outline = job.outline or []
-        return JobStatus(
-            job_id=job.id,
-            status=public,
-            progress=1.0,
-            report=Report(
-                topic=job.topic,
-                outline=outline,
-                sections={title: job.done_sections[title] for title in outline},
-            ),
-            created_at=job.created_at,
-            finished_at=job.finished_at or job.created_at,
+        status.progress = 1.0
+        status.report = Report(
+            topic=job.topic,
+            outline=outline,
+            sections={title: job.done_sections[title] for title in outline},
         )
-    if public == "processing":
-        status = JobStatus(
-            job_id=job.id,
-            status=public,
-            progress=progress(job.status, job.sections_total, job.sections_done),
-            created_at=job.created_at,
-        )
+        if job.summary is not None:
+            status.report.summary = job.summary
+    elif public == "processing":
+        status.progress = progress(job.status, job.sections_total, job.sections_done)
         if job.outline is not None:
             status.outline = job.outline
             status.partial_sections = job.done_sections
-        return status
-    return JobStatus(
-        job_id=job.id,
-        status=public,
-        error=job.error or ("the job was cancelled" if public == "cancelled" else "unknown error"),
-        created_at=job.created_at,
-        finished_at=job.finished_at or job.created_at,
-    )
+    else:
+        status.error = job.error or (
+            "the job was cancelled" if public == "cancelled" else "unknown error"
+        )
+    if public != "processing":
+        status.finished_at = job.finished_at or job.created_at
+    return status
+
+
+def _options(job: JobRow) -> Options:
+    options = Options(
+        sections=job.options.sections, detail=job.options.detail, summary=job.options.summary
+    )  # language follows only when chosen
+    if job.options.language is not None:
+        options.language = job.options.language
+    return options
 
 
 def job_summary(row: JobListRow) -> JobSummary:
@@ -69,8 +104,11 @@ def job_summary(row: JobListRow) -> JobSummary:
 
 
 def markdown(job: JobRow) -> str:
-    """The report as a Markdown document: `# topic`, then `## title` and text per section."""
+    """The report as a Markdown document: `# topic`, the summary when there is one, then
+    `## title` and text per section."""
     parts = [f"# {job.topic}"]
+    if job.summary:
+        parts.append(job.summary.strip())
     for title in job.outline or []:
         parts.append(f"## {title}")
         parts.append(job.done_sections.get(title, "").strip())

@@ -83,6 +83,11 @@ jobs = Table(
     Column("sections_done", Integer, nullable=False, server_default=text("0")),
     Column("error", Text),
     Column("idempotency_key", Text),
+    # The API token that created the job (NULL when the API runs without tokens).
+    Column("owner", Text),
+    # Tokens the outline step used, over all its attempts.
+    Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("completion_tokens", Integer, nullable=False, server_default=text("0")),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -110,12 +115,15 @@ jobs = Table(
         "finished_at",
         postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
     ),
+    # An idempotency key is unique per owner.
     Index(
         "jobs_idempotency_key_idx",
+        text("coalesce(owner, '')"),
         "idempotency_key",
         unique=True,
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
+    Index("jobs_owner_created_at_idx", "owner", "created_at", "id"),
 )
 
 sections = Table(
@@ -124,6 +132,8 @@ sections = Table(
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("position", SmallInteger, nullable=False),
+    # 'section', or 'summary': the optional final pass, queued once the others are done.
+    Column("kind", Text, nullable=False, server_default=text("'section'")),
     Column("title", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'queued'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -134,10 +144,15 @@ sections = Table(
     # The worker that took the latest attempt; kept after the lease ends, for operators.
     Column("claimed_by", Text),
     Column("content", Text),
+    # Tokens over all attempts, and why the model stopped ('length': truncated).
+    Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("completion_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("finish_reason", Text),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     _status_check(SECTION_STATUSES),
+    CheckConstraint("kind IN ('section', 'summary')", name="kind"),
     UniqueConstraint("job_id", "position"),
     # The hot claim path: only queued rows are in this index, so it stays small no matter
     # how many finished sections the table holds.
@@ -145,4 +160,15 @@ sections = Table(
     # Running rows, for the rescuer. Keyed on id (never updated) rather than on
     # lease_expires_at, so a heartbeat that only moves the lease can be a HOT update.
     Index("sections_running_idx", "id", postgresql_where=text("status = 'running'")),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    # sha256 of the token: the token itself is shown once, when it is created.
+    Column("token_hash", Text, nullable=False, unique=True),
+    _created_at(),
+    Column("revoked_at", DateTime(timezone=True)),
 )

@@ -175,22 +175,24 @@ _KNOWN_ERRORS: tuple[tuple[type[openai.APIError], str, str, bool], ...] = (
 
 def classify_error(exc: openai.APIError) -> StepError:
     """Turn an SDK error (after the SDK's own retries) into a message a user understands."""
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     for error_type, kind, message, retryable in _KNOWN_ERRORS:
         if isinstance(exc, error_type):
-            return StepError(message, retryable=retryable, kind=kind)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
+            return StepError(message, retryable=retryable, kind=kind, status=status)
+    if status is not None:
         detail = _short(exc.message)
         if status >= 500 or status in (408, 409):
             return StepError(
                 f"the model service failed ({status}): {detail}",
                 retryable=True,
                 kind="server_error",
+                status=status,
             )
         return StepError(
             f"the model service refused the request ({status}): {detail}",
             retryable=False,
             kind="rejected",
+            status=status,
         )
     return StepError(f"the model call failed: {_short(str(exc))}", retryable=True)
 

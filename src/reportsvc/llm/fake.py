@@ -60,7 +60,7 @@ _TOPIC: Final = re.compile(r'^(?:Report topic|Topic): (".*?(?<!\\)")', re.MULTIL
 
 _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
-Kind = Literal["outline", "section"]
+Kind = Literal["outline", "section", "summary"]
 T = TypeVar("T")
 
 
@@ -106,6 +106,8 @@ class Stats(msgspec.Struct):
     max_in_flight: int = 0
     models: dict[str, int] = msgspec.field(default_factory=dict)
     last_request: dict[str, Any] | None = None
+    # The last request of each kind (outline, section, summary).
+    last_requests: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class FakeLLM:
@@ -123,6 +125,7 @@ class FakeLLM:
         self._in_flight = 0
         self._max_in_flight = 0
         self._last_request: dict[str, Any] | None = None
+        self._last_requests: dict[str, dict[str, Any]] = {}
         # (wall-clock time, topic) of each outline request, for the pickup benchmark.
         self._arrivals: list[tuple[float, str]] = []
         self._hangs_released = asyncio.Event()
@@ -150,6 +153,8 @@ class FakeLLM:
             counter.clear()
         self._max_in_flight = self._in_flight
         self._arrivals.clear()
+        self._last_requests.clear()
+        self._last_request = None
 
     def stats(self) -> Stats:
         return Stats(
@@ -161,6 +166,7 @@ class FakeLLM:
             max_in_flight=self._max_in_flight,
             models=dict(self._models),
             last_request=self._last_request,
+            last_requests=dict(self._last_requests),
         )
 
     def take_arrivals(self) -> list[tuple[float, str]]:
@@ -215,11 +221,16 @@ class FakeLLM:
         except (msgspec.DecodeError, KeyError, TypeError, StopIteration):
             return _error(400, "invalid_request_error", "malformed chat completion request")
         self._last_request = body
-        kind: Kind = "section" if _SECTION_REQUEST.search(user) else "outline"
+        kind: Kind = "outline"
+        if _SECTION_REQUEST.search(user):
+            kind = "section"
+        elif "Write the summary of this report" in user:
+            kind = "summary"
         if kind == "outline":
             self._arrivals.append((arrived, _topic(user)))
             del self._arrivals[:-10_000]
         self._calls[kind] += 1
+        self._last_requests[kind] = body
         self._models[str(body.get("model"))] += 1
         if kind == "section":
             self._section_calls[_section_key(user)] += 1
@@ -253,6 +264,8 @@ class FakeLLM:
         elif kind == "outline":
             structured = (body.get("response_format") or {}).get("type") is not None
             content = self._outline(system, user, structured=structured)
+        elif kind == "summary":
+            content = f"{PLACEHOLDER_NOTICE}\n\nA summary of the report on {_topic(user)}."
         else:
             content = self._section(user)
             if cfg.truncate_sections:

@@ -14,14 +14,15 @@ The model's answer is parsed and normalised into distinct, numbered, bounded tit
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final, Literal
 
 import msgspec
+import structlog
 
 from reportsvc.domain import OutlineResult, OutlineTask
 from reportsvc.errors import StepError
-from reportsvc.pipeline.model import ChatModel, ChatRequest
-from reportsvc.pipeline.prompts import OUTLINE_RESPONSE_FORMAT, outline_messages
+from reportsvc.pipeline.model import ChatModel, ChatReply, ChatRequest
+from reportsvc.pipeline.prompts import OUTLINE_JSON_OBJECT, OUTLINE_JSON_SCHEMA, outline_messages
 from reportsvc.pipeline.text import strip_reasoning
 
 _ROMAN_NUMERAL: Final = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
@@ -36,6 +37,8 @@ _NUMBERING: Final = re.compile(
     )""",
     re.VERBOSE,
 )
+log = structlog.get_logger("reportsvc.pipeline")
+
 _ROMAN: Final = (
     (1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
     (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"),
@@ -84,39 +87,100 @@ def normalize_outline(raw_titles: list[str], *, wanted: int, max_title_length: i
     return [f"{roman(i + 1)}. {title}" for i, title in enumerate(titles)]
 
 
+_LIST_ITEM: Final = re.compile(
+    rf"^\s*(?:[-*\u2022]|[0-9]{{1,2}}[.)]|{_ROMAN_NUMERAL}[.)])\s+(?P<title>\S.*)$", re.MULTILINE
+)
+
+OutlineFormat = Literal["auto", "json_schema", "json_object", "text"]
+_RESPONSE_FORMATS: Final[dict[str, dict[str, Any] | None]] = {
+    "json_schema": OUTLINE_JSON_SCHEMA,
+    "json_object": OUTLINE_JSON_OBJECT,
+    "text": None,
+}
+_FALLBACK: Final = {"json_schema": "json_object", "json_object": "text"}
+
+
 def parse_outline(content: str) -> list[str]:
-    """The titles from a JSON answer; raises a retryable `StepError` on any other shape."""
+    """The titles from the answer: JSON of the requested shape or, as a last resort, a
+    numbered or bulleted list (some servers ignore response_format). Anything else is a
+    retryable `StepError`."""
     text = strip_reasoning(content).strip()
     # Some servers wrap JSON in a Markdown fence even in JSON mode.
     if text.startswith("```"):
         text = text.strip("`").removeprefix("json").strip()
     try:
-        answer = msgspec.json.decode(text, type=_OutlineAnswer)
+        return msgspec.json.decode(text, type=_OutlineAnswer).sections
     except msgspec.DecodeError as exc:
+        listed = [m.group("title") for m in _LIST_ITEM.finditer(text)]
+        if len(listed) >= 2 and not text.lstrip().startswith(("{", "[")):
+            return listed
         raise StepError(
             f"the model's outline was not valid JSON of the expected shape ({exc})",
             retryable=True,
             kind="malformed",
         ) from None
-    return answer.sections
 
 
-async def write_outline(
-    model: ChatModel, task: OutlineTask, *, max_title_length: int
-) -> OutlineResult:
-    reply = await model.chat(
-        ChatRequest(
-            model=task.model,
-            messages=outline_messages(task.topic, task.options),
-            response_format=OUTLINE_RESPONSE_FORMAT,
-            purpose="outline",
+class OutlineWriter:
+    """Asks for outlines with structured outputs, and steps down when a server refuses them.
+
+    `auto` starts with strict `json_schema`; a server that answers 400 to it is asked again
+    at once with JSON mode, then with plain text (parsed as a numbered list), and the
+    format that worked is kept for this process's later outlines.
+    """
+
+    def __init__(self, model: ChatModel, *, fmt: OutlineFormat, max_title_length: int,
+                 max_attempts: int) -> None:  # fmt: skip
+        self._model = model
+        self.format: str = "json_schema" if fmt == "auto" else fmt
+        self._can_fall_back = fmt == "auto"
+        self._max_title_length = max_title_length
+        self._max_attempts = max_attempts
+
+    async def write(self, task: OutlineTask) -> OutlineResult:
+        reply = await self._ask(task)
+        try:
+            titles = self._titles(reply.content, task)
+        except StepError as exc:
+            exc.prompt_tokens += reply.usage.prompt_tokens
+            exc.completion_tokens += reply.usage.completion_tokens
+            raise
+        return OutlineResult(titles=titles, usage=reply.usage)
+
+    async def _ask(self, task: OutlineTask) -> ChatReply:
+        while True:
+            request = ChatRequest(
+                model=task.model,
+                messages=outline_messages(task.topic, task.options),
+                response_format=_RESPONSE_FORMATS[self.format],
+                purpose="outline",
+            )
+            try:
+                return await self._model.chat(request)
+            except StepError as exc:
+                fallback = _FALLBACK.get(self.format)
+                if not (self._can_fall_back and exc.status == 400 and fallback):
+                    raise
+                log.warning(
+                    "the model service refused this outline format; falling back",
+                    refused=self.format,
+                    next=fallback,
+                    error=exc.message,
+                )
+                self.format = fallback
+
+    def _titles(self, content: str, task: OutlineTask) -> list[str]:
+        wanted = task.options.sections
+        titles = normalize_outline(
+            parse_outline(content), wanted=wanted, max_title_length=self._max_title_length
         )
-    )
-    titles = normalize_outline(
-        parse_outline(reply.content),
-        wanted=task.options.sections,
-        max_title_length=max_title_length,
-    )
-    if not titles:
-        raise StepError("the model returned an empty outline", retryable=True, kind="malformed")
-    return OutlineResult(titles=titles, usage=reply.usage)
+        if not titles:
+            raise StepError("the model returned an empty outline", retryable=True, kind="malformed")
+        if len(titles) < wanted and task.attempt < self._max_attempts:
+            # Ask again; on the last attempt, what there is will do.
+            raise StepError(
+                f"the model proposed {len(titles)} distinct sections, {wanted} were asked for",
+                retryable=True,
+                kind="malformed",
+            )
+        return titles

@@ -1,5 +1,6 @@
-"""Prompts. The topic is always data in a user message, never part of the system prompt,
-so a topic cannot rewrite the instructions or the structure of the answer."""
+"""Prompts. What a user sends (the topic, the language) is always data in the user message,
+JSON-quoted, never part of the system prompt: it cannot rewrite the instructions or the
+structure of the answer."""
 
 from __future__ import annotations
 
@@ -27,23 +28,29 @@ OUTLINE_SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
 }
 
-OUTLINE_RESPONSE_FORMAT: Final[dict[str, Any]] = {
+OUTLINE_JSON_SCHEMA: Final[dict[str, Any]] = {
     "type": "json_schema",
     "json_schema": {"name": OUTLINE_SCHEMA_NAME, "strict": True, "schema": OUTLINE_SCHEMA},
 }
+OUTLINE_JSON_OBJECT: Final[dict[str, Any]] = {"type": "json_object"}
 
-# How long a section should be, by the job's `detail` option.
+# How long a section should be, by the job's `detail` option: the words asked for in the
+# prompt, and the factor applied to SECTION_MAX_TOKENS (the hard cap on its length).
 SECTION_WORDS: Final[dict[Detail, str]] = {
     "brief": "80 to 150",
     "standard": "200 to 350",
     "deep": "450 to 700",
 }
+MAX_TOKENS_FACTOR: Final[dict[Detail, float]] = {"brief": 0.5, "standard": 1.0, "deep": 2.0}
+
+SUMMARY_TITLE: Final = "Summary"
+
+_LANGUAGE_RULE: Final = " Write in the language the user names; in English if the user names none."
 
 
-def _language_rule(options: JobOptions) -> str:
-    if options.language:
-        return f" Write in {options.language}."
-    return ""
+def _user(*parts: tuple[str, str | None]) -> ChatMessage:
+    lines = [f"{label}: {_quoted(value)}" for label, value in parts if value is not None]
+    return ChatMessage(role="user", content="\n".join(lines))
 
 
 def outline_messages(topic: str, options: JobOptions) -> list[ChatMessage]:
@@ -52,12 +59,12 @@ def outline_messages(topic: str, options: JobOptions) -> list[ChatMessage]:
         f"exactly {options.sections} sections that together cover the topic in a logical "
         "reading order. The sections must be distinct and must not overlap. Each title is "
         "specific and short (at most 12 words). Do not number the titles."
-        f"{_language_rule(options)} "
+        f"{_LANGUAGE_RULE} "
         'Answer with JSON only, in the form {"sections": ["first title", "second title"]}.'
     )
     return [
         ChatMessage(role="system", content=system),
-        ChatMessage(role="user", content=f"Topic: {_quoted(topic)}"),
+        _user(("Topic", topic), ("Language", options.language)),
     ]
 
 
@@ -72,13 +79,30 @@ def section_messages(
         "scope; the other sections of the outline are written separately, so do not cover "
         "their material. Do not write an introduction or a conclusion for the whole report "
         "unless your section is one. Use plain Markdown paragraphs, with lists only where "
-        f"they help. Aim for {words} words.{_language_rule(options)}"
+        f"they help. Aim for {words} words.{_LANGUAGE_RULE}"
     )
     numbered = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(outline))
     user = (
-        f"Report topic: {_quoted(topic)}\n\n"
-        f"Outline:\n{numbered}\n\n"
+        f"Report topic: {_quoted(topic)}\n"
+        + (f"Language: {_quoted(options.language)}\n" if options.language else "")
+        + f"\nOutline:\n{numbered}\n\n"
         f"Write section {position + 1} of {len(outline)}: {_quoted(title)}"
+    )
+    return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
+
+
+def summary_messages(topic: str, written: dict[str, str], options: JobOptions) -> list[ChatMessage]:
+    system = (
+        "You write the summary that opens a report. You are given the report's sections. "
+        "Write one or two paragraphs, 100 to 180 words, that tell a reader what the report "
+        "covers and its main points, in the order of the sections. Write only the summary: "
+        f"no heading, no preamble, no new facts.{_LANGUAGE_RULE}"
+    )
+    body = "\n\n".join(f"## {title}\n\n{text}" for title, text in written.items())
+    user = (
+        f"Report topic: {_quoted(topic)}\n"
+        + (f"Language: {_quoted(options.language)}\n" if options.language else "")
+        + f"\nWrite the summary of this report:\n\n{body}"
     )
     return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 

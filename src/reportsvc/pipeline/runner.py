@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
 from reportsvc.pipeline.model import ChatModel
-from reportsvc.pipeline.outline import write_outline
+from reportsvc.pipeline.outline import OutlineFormat, OutlineWriter
 from reportsvc.pipeline.section import write_section
 
 
 class ReportPipeline:
-    def __init__(self, model: ChatModel, *, max_title_length: int, section_max_tokens: int) -> None:
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        max_title_length: int,
+        section_max_tokens: int,
+        outline_format: OutlineFormat = "auto",
+        max_attempts: int = 5,
+    ) -> None:
         self._model = model
-        self._max_title_length = max_title_length
         self._section_max_tokens = section_max_tokens
+        self.outlines = OutlineWriter(
+            model, fmt=outline_format, max_title_length=max_title_length, max_attempts=max_attempts
+        )
 
     async def outline(self, task: OutlineTask) -> OutlineResult:
-        return await write_outline(self._model, task, max_title_length=self._max_title_length)
+        return await self.outlines.write(task)
 
     async def section(self, task: SectionTask) -> SectionResult:
         return await write_section(self._model, task, max_tokens=self._section_max_tokens)

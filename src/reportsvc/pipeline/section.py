@@ -1,24 +1,38 @@
-"""Section generation: one plain chat completion per outline title."""
+"""Section generation: one plain chat completion per outline title; and the summary."""
 
 from __future__ import annotations
 
 from reportsvc.domain import SectionResult, SectionTask
 from reportsvc.errors import StepError
-from reportsvc.pipeline.model import ChatModel, ChatRequest
-from reportsvc.pipeline.prompts import section_messages
+from reportsvc.pipeline.model import ChatModel, ChatReply, ChatRequest
+from reportsvc.pipeline.prompts import MAX_TOKENS_FACTOR, section_messages, summary_messages
 from reportsvc.pipeline.text import clean_section
 
 
 async def write_section(model: ChatModel, task: SectionTask, *, max_tokens: int) -> SectionResult:
+    """One section; `max_tokens` is SECTION_MAX_TOKENS, scaled by the job's `detail`."""
+    if task.kind == "summary":
+        messages = summary_messages(task.topic, task.written, task.options)
+    else:
+        messages = section_messages(task.topic, task.outline, task.position, task.options)
     reply = await model.chat(
         ChatRequest(
             model=task.model,
-            messages=section_messages(task.topic, task.outline, task.position, task.options),
-            max_tokens=max_tokens,
-            purpose="section",
+            messages=messages,
+            max_tokens=round(max_tokens * MAX_TOKENS_FACTOR[task.options.detail]),
+            purpose=task.kind,
         )
     )
     content = clean_section(reply.content, task.title)
     if not content:
-        raise StepError("the model returned an empty section", retryable=True, kind="malformed")
+        raise _with_usage(
+            StepError("the model returned an empty section", retryable=True, kind="malformed"),
+            reply,
+        )
     return SectionResult(content=content, finish_reason=reply.finish_reason, usage=reply.usage)
+
+
+def _with_usage(error: StepError, reply: ChatReply) -> StepError:
+    error.prompt_tokens += reply.usage.prompt_tokens
+    error.completion_tokens += reply.usage.completion_tokens
+    return error

@@ -7,20 +7,23 @@
 
 -- name: create_jobs
 -- $1 ids, $2 topics, $3 models, $4 options (jsonb), $5 idempotency keys (or NULL),
--- $6 job timeouts (s). One row per POST; the API inserts the requests that arrive while
--- the previous insert is under way together (group commit: one round trip and one WAL
--- flush for the lot, and each request is answered only once its row is committed).
--- A row whose idempotency key was already used (also earlier in the same batch) is not
--- inserted, and its id is missing from the result (see find_job_by_key). Idle workers are
--- woken by `wake_workers` after this commits, not from inside it: a NOTIFY in every insert
--- serialises all commits on PostgreSQL's notification queue lock.
-INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at)
+-- $6 job timeouts (s), $7 owners (the API token's id, or NULL). One row per POST; the API
+-- inserts the requests that arrive while the previous insert is under way together (group
+-- commit: one round trip and one WAL flush for the lot, and each request is answered only
+-- once its row is committed). A row whose idempotency key its owner already used (also
+-- earlier in the same batch) is not inserted, and its id is missing from the result (see
+-- find_job_by_key). Idle workers are woken by `wake_workers` after this commits, not from
+-- inside it: a NOTIFY in every insert serialises all commits on PostgreSQL's notification
+-- queue lock.
+INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner)
 SELECT r.id, r.topic, r.model, r.options, r.idempotency_key,
-       now() + make_interval(secs => r.timeout)
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[])
-     WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, ord)
+       now() + make_interval(secs => r.timeout), r.owner
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[],
+            $7::text[])
+     WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, owner, ord)
 ORDER BY r.ord
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+DO NOTHING
 RETURNING id;
 
 
@@ -35,33 +38,47 @@ SELECT pg_notify('reportsvc_events', $1);
 
 
 -- name: find_job_by_key
--- $1 idempotency key
-SELECT id, topic, model, options FROM jobs WHERE idempotency_key = $1;
+-- $1 idempotency key, $2 owner (or NULL)
+SELECT id, topic, model, options FROM jobs
+WHERE idempotency_key = $1 AND coalesce(owner, '') = coalesce($2, '');
 
 
 -- name: get_job
--- $1 job id. Finished sections come along, in outline order, for the report (or, while
--- the job runs, for partial results).
+-- $1 job id, $2 owner (NULL: any). Finished sections come along, in outline order, for the
+-- report (or, while the job runs, for partial results), with the summary when there is
+-- one, the titles of sections cut short by max_tokens, and the tokens of every step.
 SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
        j.sections_done, j.error, j.created_at, j.started_at, j.finished_at,
-       done.titles AS done_titles, done.contents AS done_contents
+       done.titles AS done_titles, done.contents AS done_contents, done.summary,
+       done.truncated,
+       j.prompt_tokens + coalesce(done.prompt_tokens, 0) AS prompt_tokens,
+       j.completion_tokens + coalesce(done.completion_tokens, 0) AS completion_tokens
 FROM jobs j
 LEFT JOIN LATERAL (
-    SELECT array_agg(s.title ORDER BY s.position) AS titles,
-           array_agg(s.content ORDER BY s.position) AS contents
+    SELECT array_agg(s.title ORDER BY s.position)
+               FILTER (WHERE s.status = 'done' AND s.kind = 'section') AS titles,
+           array_agg(s.content ORDER BY s.position)
+               FILTER (WHERE s.status = 'done' AND s.kind = 'section') AS contents,
+           max(s.content) FILTER (WHERE s.status = 'done' AND s.kind = 'summary') AS summary,
+           array_agg(s.title ORDER BY s.position)
+               FILTER (WHERE s.finish_reason = 'length' AND s.status = 'done') AS truncated,
+           sum(s.prompt_tokens) AS prompt_tokens,
+           sum(s.completion_tokens) AS completion_tokens
     FROM sections s
-    WHERE s.job_id = j.id AND s.status = 'done'
-) done ON j.sections_done > 0
-WHERE j.id = $1;
+    WHERE s.job_id = j.id
+) done ON j.sections_total IS NOT NULL
+WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2);
 
 
 -- name: list_jobs
 -- $1 statuses (NULL: all), $2 page size, $3 and $4: the (created_at, id) of the last job of
--- the previous page (NULL: start from the newest). Keyset pagination on jobs_created_at_idx.
+-- the previous page (NULL: start from the newest), $5 owner (NULL: any). Keyset pagination
+-- on jobs_created_at_idx (or jobs_owner_created_at_idx for one owner).
 SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
 FROM jobs
 WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+  AND ($5::text IS NULL OR owner = $5)
 ORDER BY created_at DESC, id DESC
 LIMIT $2;
 
@@ -128,7 +145,14 @@ SET status = CASE WHEN j.status = 'writing' THEN 'running' ELSE 'cancelled' END,
 FROM ready r, jobs j
 WHERE s.id = r.id AND j.id = s.job_id
 RETURNING s.id AS section_id, s.job_id, s.position, s.title, s.attempts,
-          j.status = 'writing' AS live, j.topic, j.model, j.options, j.outline;
+          j.status = 'writing' AS live, j.topic, j.model, j.options, j.outline, s.kind;
+
+
+-- name: written_sections
+-- $1 job id. The finished sections, for the summary step.
+SELECT title, content FROM sections
+WHERE job_id = $1 AND kind = 'section' AND status = 'done'
+ORDER BY position;
 
 
 -- name: claim_outlines
@@ -156,7 +180,8 @@ RETURNING j.id AS job_id, j.topic, j.model, j.options, j.attempts;
 
 
 -- name: complete_sections
--- $1 worker id, $2 section ids, $3 attempts, $4 contents
+-- $1 worker id, $2 section ids, $3 attempts, $4 contents, $5 finish reasons,
+-- $6 prompt tokens, $7 completion tokens
 --
 -- Stores finished sections and, in the same statement (one transaction), counts them on
 -- their jobs; the job whose count reaches its total becomes completed. The job row lock
@@ -169,17 +194,21 @@ WITH done AS (
     UPDATE sections s
     SET status = 'done',
         content = i.content,
+        finish_reason = i.finish_reason,
+        prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+        completion_tokens = s.completion_tokens + i.completion_tokens,
         finished_at = now(),
         lease_owner = NULL,
         lease_expires_at = NULL,
         last_error = NULL
-    FROM unnest($2::bigint[], $3::int[], $4::text[]) AS i(id, attempt, content)
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[])
+         AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens)
     WHERE s.id = i.id
       AND s.attempts = i.attempt
       AND s.lease_owner = $1
       AND s.status = 'running'
     RETURNING s.job_id
-)
+),
 -- The counter counts every stored section, also for a job that failed or was cancelled
 -- while this one was running: the row is done, and `reportsvc retry` will not redo it.
 -- Only a job still being written can become completed. Jobs are visited in id order, the
@@ -188,29 +217,51 @@ WITH done AS (
 -- (every write is fenced, so repeating it is harmless). An explicit `SELECT ... ORDER BY
 -- id FOR UPDATE` first would rule that out, at the price of a second write to each job row
 -- per batch (row locks are written to the heap): about 10 % of queue throughput.
-UPDATE jobs j
-SET sections_done = j.sections_done + p.n,
-    status = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
-                  THEN 'completed' ELSE j.status END,
-    finished_at = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
-                       THEN now() ELSE j.finished_at END
-FROM (SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id ORDER BY job_id) p
-WHERE j.id = p.job_id
-RETURNING j.id, j.status, p.n;
+counted AS (
+    UPDATE jobs j
+    SET sections_done = j.sections_done + p.n,
+        status = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
+                      THEN 'completed' ELSE j.status END,
+        finished_at = CASE WHEN j.status = 'writing'
+                                AND j.sections_done + p.n = j.sections_total
+                           THEN now() ELSE j.finished_at END
+    FROM (SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id ORDER BY job_id) p
+    WHERE j.id = p.job_id
+    RETURNING j.id, j.status, p.n, j.sections_done, j.sections_total, j.outline,
+              coalesce((j.options ->> 'summary')::boolean, false) AS summary
+),
+-- A job with a summary pass counts it as one more step: when every ordinary section is
+-- done, its summary step is queued (a new row, so no lock is taken after the job's).
+summaries AS (
+    INSERT INTO sections (job_id, position, kind, title)
+    SELECT c.id, cardinality(c.outline), 'summary', 'Summary'
+    FROM counted c
+    WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
+    ON CONFLICT (job_id, position) DO NOTHING
+    RETURNING job_id
+)
+SELECT c.id, c.status, c.n, (SELECT count(*) FROM summaries) AS summaries_queued
+FROM counted c;
 
 
 -- name: complete_outlines
--- $1 worker id, $2 outlines: a JSON array of {"job_id", "attempt", "titles"}
+-- $1 worker id, $2 outlines: a JSON array of {"job_id", "attempt", "titles",
+-- "prompt_tokens", "completion_tokens"}
 -- Stores each outline and queues one section per title, atomically, for the outlines this
 -- worker still holds. The notification wakes workers to claim the new sections.
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset($2::jsonb) AS i(job_id uuid, attempt int, titles text[])
+    SELECT * FROM jsonb_to_recordset($2::jsonb)
+        AS i(job_id uuid, attempt int, titles text[], prompt_tokens int, completion_tokens int)
 ),
 written AS (
     UPDATE jobs j
     SET status = 'writing',
         outline = i.titles,
-        sections_total = cardinality(i.titles),
+        -- The summary pass, when asked for, is one more step after the sections.
+        sections_total = cardinality(i.titles)
+            + CASE WHEN coalesce((j.options ->> 'summary')::boolean, false) THEN 1 ELSE 0 END,
+        prompt_tokens = j.prompt_tokens + i.prompt_tokens,
+        completion_tokens = j.completion_tokens + i.completion_tokens,
         lease_owner = NULL,
         lease_expires_at = NULL,
         last_error = NULL
@@ -229,32 +280,40 @@ SELECT id, pg_notify('reportsvc_work', 'section') AS notified FROM written;
 
 
 -- name: retry_sections
--- $1 worker id, $2 section ids, $3 attempts, $4 errors, $5 seconds until the next attempt
+-- $1 worker id, $2 section ids, $3 attempts, $4 errors, $5 seconds until the next attempt,
+-- $6 prompt tokens, $7 completion tokens (of a call that answered with something unusable)
 -- Puts sections back in the queue after a transient failure, not before run_after.
 UPDATE sections s
 SET status = 'queued',
     run_after = now() + make_interval(secs => i.delay),
     last_error = i.error,
+    prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+    completion_tokens = s.completion_tokens + i.completion_tokens,
     lease_owner = NULL,
     lease_expires_at = NULL
-FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[]) AS i(id, attempt, error, delay)
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::int[])
+     AS i(id, attempt, error, delay, prompt_tokens, completion_tokens)
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
 RETURNING s.id;
 
 
 -- name: fail_sections
--- $1 worker id, $2 section ids, $3 attempts, $4 errors
+-- $1 worker id, $2 section ids, $3 attempts, $4 errors, $5 prompt tokens, $6 completion tokens
 -- Marks sections failed for good; the caller then fails their jobs (fail_jobs).
 UPDATE sections s
 SET status = 'failed',
     last_error = i.error,
+    prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+    completion_tokens = s.completion_tokens + i.completion_tokens,
     finished_at = now(),
     lease_owner = NULL,
     lease_expires_at = NULL
-FROM unnest($2::bigint[], $3::int[], $4::text[]) AS i(id, attempt, error), jobs j
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[])
+     AS i(id, attempt, error, prompt_tokens, completion_tokens), jobs j
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
   AND j.id = s.job_id
-RETURNING s.id, s.job_id, s.position, s.title, s.attempts, j.sections_total;
+RETURNING s.id, s.job_id, s.position, s.title, s.attempts, s.kind,
+          cardinality(j.outline) AS outline_length;
 
 
 -- name: release_sections
@@ -277,11 +336,14 @@ SELECT count(*) AS released, pg_notify('reportsvc_work', 'section') AS notified 
 
 
 -- name: retry_outline
--- $1 worker id, $2 job id, $3 attempt, $4 error, $5 seconds until the next attempt
+-- $1 worker id, $2 job id, $3 attempt, $4 error, $5 seconds until the next attempt,
+-- $6 prompt tokens, $7 completion tokens
 UPDATE jobs
 SET status = 'queued',
     run_after = now() + make_interval(secs => $5),
     last_error = $4,
+    prompt_tokens = prompt_tokens + $6,
+    completion_tokens = completion_tokens + $7,
     lease_owner = NULL,
     lease_expires_at = NULL
 WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
@@ -289,10 +351,13 @@ RETURNING id;
 
 
 -- name: fail_outline
--- $1 worker id, $2 job id, $3 attempt, $4 error (what a user reads)
--- The outline step failed for good, so the job fails; it has no sections yet.
+-- $1 worker id, $2 job id, $3 attempt, $4 error (what a user reads), $5 prompt tokens,
+-- $6 completion tokens. The outline step failed for good, so the job fails; it has no
+-- sections yet.
 UPDATE jobs
 SET status = 'failed', error = $4, last_error = $4, finished_at = now(),
+    prompt_tokens = prompt_tokens + $5,
+    completion_tokens = completion_tokens + $6,
     lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $2 AND attempts = $3 AND lease_owner = $1 AND status = 'outlining'
 RETURNING id;
@@ -311,12 +376,16 @@ SELECT id, pg_notify('reportsvc_work', 'job') AS notified FROM released;
 
 
 -- name: retire_queued_sections
--- $1 job ids. Queued sections of jobs that are ending will never run: mark them cancelled.
+-- $1 job ids, $2 owner (NULL: any). Queued sections of jobs that are ending will never run:
+-- mark them cancelled.
 -- Runs first in the transactions that fail or cancel jobs, so that section rows are locked
 -- before job rows, as everywhere else.
-UPDATE sections
+UPDATE sections s
 SET status = 'cancelled', finished_at = now()
-WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
+FROM jobs j
+WHERE s.job_id = ANY($1::uuid[]) AND s.status = 'queued'
+  AND j.id = s.job_id AND ($2::text IS NULL OR j.owner = $2)
+  AND j.status IN ('queued', 'outlining', 'writing', 'failed', 'cancelled');
 
 
 -- name: fail_jobs
@@ -373,7 +442,8 @@ SET status = CASE WHEN s.attempts >= $1 THEN 'failed' ELSE 'queued' END,
     lease_expires_at = NULL
 FROM expired e, jobs j
 WHERE s.id = e.id AND j.id = s.job_id
-RETURNING s.id, s.job_id, s.position, s.title, s.status, s.attempts, j.sections_total;
+RETURNING s.id, s.job_id, s.position, s.title, s.status, s.attempts, s.kind,
+          cardinality(j.outline) AS outline_length;
 
 
 -- name: rescue_outlines
@@ -407,17 +477,19 @@ LIMIT 1000;
 
 
 -- name: cancel_job
--- $1 job id. Run after retire_queued_sections, in the same transaction. Returns the job's
--- status after the call; no row: no such job.
+-- $1 job id, $2 owner (NULL: any). Run after retire_queued_sections, in the same
+-- transaction. Returns the job's status after the call; no row: no such job.
 WITH cancelled AS (
     UPDATE jobs
     SET status = 'cancelled', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND status IN ('queued', 'outlining', 'writing')
+      AND ($2::text IS NULL OR owner = $2)
     RETURNING id, status
 )
 SELECT status FROM cancelled
 UNION ALL
-SELECT status FROM jobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM cancelled);
+SELECT status FROM jobs
+WHERE id = $1 AND ($2::text IS NULL OR owner = $2) AND NOT EXISTS (SELECT 1 FROM cancelled);
 
 
 -- name: prune_jobs

@@ -31,6 +31,7 @@ class _NewJob(NamedTuple):
     options: object
     idempotency_key: str | None
     timeout: float
+    owner: str | None
     inserted: asyncio.Future[UUID | None]
 
 
@@ -49,6 +50,11 @@ class JobRow(msgspec.Struct, frozen=True):
     finished_at: datetime | None
     # Finished sections so far, in outline order.
     done_sections: dict[str, str]
+    summary: str | None = None
+    # Sections the model stopped because they reached max_tokens.
+    truncated: list[str] = msgspec.field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class JobListRow(msgspec.Struct, frozen=True):
@@ -78,12 +84,17 @@ class FinishedSection(msgspec.Struct, frozen=True):
     section_id: int
     attempt: int
     content: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class FinishedOutline(msgspec.Struct, frozen=True):
     job_id: UUID
     attempt: int
     titles: list[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class SectionRetry(msgspec.Struct, frozen=True):
@@ -91,12 +102,16 @@ class SectionRetry(msgspec.Struct, frozen=True):
     attempt: int
     error: str
     delay: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class SectionFailure(msgspec.Struct, frozen=True):
     section_id: int
     attempt: int
     error: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class HeldSection(msgspec.Struct, frozen=True):
@@ -107,6 +122,11 @@ class HeldSection(msgspec.Struct, frozen=True):
 class HeldOutline(msgspec.Struct, frozen=True):
     job_id: UUID
     attempt: int
+
+
+class TokenUse(NamedTuple):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -122,6 +142,8 @@ class Completion(msgspec.Struct, frozen=True):
     written: int
     jobs: list[UUID]
     completed_jobs: list[UUID]
+    # Summary steps that became ready to run (workers should be woken).
+    summaries_queued: int = 0
 
 
 class Rescue(msgspec.Struct, frozen=True):
@@ -143,12 +165,15 @@ def _fail(jobs: list[_NewJob], exc: BaseException) -> None:
             job.inserted.set_exception(exc)
 
 
-def section_failure_message(
-    position: int, total: int | None, title: str, attempts: int, error: str
-) -> str:
-    where = f"Section {position + 1} of {total}" if total else f"Section {position + 1}"
+def section_failure_message(row: asyncpg.Record, error: str) -> str:
+    """What a user reads when a section (or the summary) failed for good."""
+    attempts = row["attempts"]
     tries = "attempt" if attempts == 1 else "attempts"
-    return f'{where} ("{title}") could not be written after {attempts} {tries}: {error}'
+    if row["kind"] == "summary":
+        return f"The summary could not be written after {attempts} {tries}: {error}"
+    total = row["outline_length"]
+    where = f"Section {row['position'] + 1} of {total}" if total else "A section"
+    return f'{where} ("{row["title"]}") could not be written after {attempts} {tries}: {error}'
 
 
 def outline_failure_message(attempts: int, error: str) -> str:
@@ -173,11 +198,20 @@ class Store:
         options: JobOptions,
         idempotency_key: str | None,
         timeout_seconds: float,
+        owner: str | None = None,
     ) -> UUID | None:
         """The new job's id once its row is committed; None when `idempotency_key` was
-        already used. Concurrent calls share one INSERT (see `_insert_jobs`)."""
-        new = _NewJob(uuid4(), topic, model, msgspec.to_builtins(options), idempotency_key,
-                      timeout_seconds, asyncio.get_running_loop().create_future())  # fmt: skip
+        already used (by this owner). Concurrent calls share one INSERT (`_insert_jobs`)."""
+        new = _NewJob(
+            id=uuid4(),
+            topic=topic,
+            model=model,
+            options=msgspec.to_builtins(options),
+            idempotency_key=idempotency_key,
+            timeout=timeout_seconds,
+            owner=owner,
+            inserted=asyncio.get_running_loop().create_future(),
+        )
         self._new_jobs.append(new)
         if self._inserter is None:
             self._inserter = asyncio.create_task(self._insert_jobs())
@@ -224,6 +258,7 @@ class Store:
             [j.options for j in batch],
             [j.idempotency_key for j in batch],
             [j.timeout for j in batch],
+            [j.owner for j in batch],
         )
         return {r[0] for r in rows}
 
@@ -236,15 +271,16 @@ class Store:
         self.publisher.progress(job_ids)
 
     async def find_job_by_key(
-        self, idempotency_key: str
+        self, idempotency_key: str, owner: str | None = None
     ) -> tuple[UUID, str, str, JobOptions] | None:
-        row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key)
+        row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key, owner)
         if row is None:
             return None
         return row["id"], row["topic"], row["model"], _options(row["options"])
 
-    async def get_job(self, job_id: UUID) -> JobRow | None:
-        row = await self.pool.fetchrow(Q["get_job"], job_id)
+    async def get_job(self, job_id: UUID, owner: str | None = None) -> JobRow | None:
+        """The job, if it exists and (when `owner` is given) belongs to `owner`."""
+        row = await self.pool.fetchrow(Q["get_job"], job_id, owner)
         if row is None:
             return None
         titles = row["done_titles"] or []
@@ -263,6 +299,10 @@ class Store:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             done_sections=dict(zip(titles, contents, strict=True)),
+            summary=row["summary"],
+            truncated=row["truncated"] or [],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
         )
 
     async def list_jobs(
@@ -271,19 +311,19 @@ class Store:
         statuses: Sequence[str] | None,
         limit: int,
         before: tuple[datetime, UUID] | None,
+        owner: str | None = None,
     ) -> list[JobListRow]:
         """Newest first; `before` is the (created_at, id) of the last job already seen."""
         created_at, job_id = before if before is not None else (None, None)
-        rows = await self.pool.fetch(
-            Q["list_jobs"], list(statuses) if statuses else None, limit, created_at, job_id
-        )
+        statuses = list(statuses) if statuses else None
+        rows = await self.pool.fetch(Q["list_jobs"], statuses, limit, created_at, job_id, owner)
         return [JobListRow(*r) for r in rows]
 
-    async def cancel_job(self, job_id: UUID) -> str | None:
-        """The job's status after the call, or None when there is no such job."""
+    async def cancel_job(self, job_id: UUID, owner: str | None = None) -> str | None:
+        """The job's status after the call; None: no such job (of `owner`)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q["retire_queued_sections"], [job_id])
-            status: str | None = await conn.fetchval(Q["cancel_job"], job_id)
+            await conn.execute(Q["retire_queued_sections"], [job_id], owner)
+            status: str | None = await conn.fetchval(Q["cancel_job"], job_id, owner)
         if status == "cancelled":
             self.publish_progress([job_id])
         return status
@@ -357,6 +397,8 @@ class Store:
                 model=r[7],
                 options=_options(r[8]),
                 outline=r[9],
+                kind=r[10],
+                written=await self._written(r[1]) if r[10] == "summary" else {},
             )
             for r in rows
             if r[5]
@@ -372,6 +414,10 @@ class Store:
         ]
         return Claim(tasks, exhausted=len(rows) + len(outlines) < limit)
 
+    async def _written(self, job_id: UUID) -> dict[str, str]:
+        """The finished sections of a job, title -> text (for its summary step)."""
+        return {r[0]: r[1] for r in await self.pool.fetch(Q["written_sections"], job_id)}
+
     async def complete_sections(
         self, worker_id: str, finished: Sequence[FinishedSection]
     ) -> Completion:
@@ -381,11 +427,15 @@ class Store:
             [f.section_id for f in finished],
             [f.attempt for f in finished],
             [f.content for f in finished],
+            [f.finish_reason for f in finished],
+            [f.prompt_tokens for f in finished],
+            [f.completion_tokens for f in finished],
         )
         return Completion(
             written=sum(r[2] for r in rows),
             jobs=[r[0] for r in rows],
             completed_jobs=sorted(r[0] for r in rows if r[1] == "completed"),
+            summaries_queued=rows[0][3] if rows else 0,
         )
 
     async def complete_outlines(
@@ -395,7 +445,16 @@ class Store:
         rows = await self.pool.fetch(
             Q["complete_outlines"],
             worker_id,
-            [{"job_id": str(o.job_id), "attempt": o.attempt, "titles": o.titles} for o in outlines],
+            [
+                {
+                    "job_id": str(o.job_id),
+                    "attempt": o.attempt,
+                    "titles": o.titles,
+                    "prompt_tokens": o.prompt_tokens,
+                    "completion_tokens": o.completion_tokens,
+                }
+                for o in outlines
+            ],
         )
         return {r[0] for r in rows}
 
@@ -415,6 +474,8 @@ class Store:
             [r.attempt for r in retries],
             [r.error for r in retries],
             [r.delay for r in retries],
+            [r.prompt_tokens for r in retries],
+            [r.completion_tokens for r in retries],
         )
         return len(rows)
 
@@ -427,20 +488,13 @@ class Store:
                 [f.section_id for f in failures],
                 [f.attempt for f in failures],
                 [f.error for f in failures],
+                [f.prompt_tokens for f in failures],
+                [f.completion_tokens for f in failures],
             )
             errors = {f.section_id: f.error for f in failures}
             messages: dict[UUID, str] = {}
             for r in rows:
-                messages.setdefault(
-                    r["job_id"],
-                    section_failure_message(
-                        r["position"],
-                        r["sections_total"],
-                        r["title"],
-                        r["attempts"],
-                        errors[r["id"]],
-                    ),
-                )
+                messages.setdefault(r["job_id"], section_failure_message(r, errors[r["id"]]))
             return await self._fail_jobs(conn, messages)
 
     async def release_sections(
@@ -459,14 +513,20 @@ class Store:
         return released
 
     async def retry_outline(
-        self, worker_id: str, job_id: UUID, attempt: int, error: str, delay: float
+        self, worker_id: str, held: HeldOutline, error: str, delay: float, tokens: TokenUse
     ) -> bool:
-        row = await self.pool.fetchrow(Q["retry_outline"], worker_id, job_id, attempt, error, delay)
+        row = await self.pool.fetchrow(
+            Q["retry_outline"], worker_id, held.job_id, held.attempt, error, delay, *tokens
+        )
         return row is not None
 
-    async def fail_outline(self, worker_id: str, job_id: UUID, attempt: int, error: str) -> bool:
-        message = outline_failure_message(attempt, error)
-        row = await self.pool.fetchrow(Q["fail_outline"], worker_id, job_id, attempt, message)
+    async def fail_outline(
+        self, worker_id: str, held: HeldOutline, error: str, tokens: TokenUse
+    ) -> bool:
+        message = outline_failure_message(held.attempt, error)
+        row = await self.pool.fetchrow(
+            Q["fail_outline"], worker_id, held.job_id, held.attempt, message, *tokens
+        )
         return row is not None
 
     async def release_outline(self, worker_id: str, job_id: UUID, attempt: int) -> bool:
@@ -512,13 +572,7 @@ class Store:
                 if r["status"] == "failed":
                     messages.setdefault(
                         r["job_id"],
-                        section_failure_message(
-                            r["position"],
-                            r["sections_total"],
-                            r["title"],
-                            r["attempts"],
-                            "its worker stopped responding each time",
-                        ),
+                        section_failure_message(r, "its worker stopped responding each time"),
                     )
             failed = await self._fail_jobs(conn, messages)
             outlines = await conn.fetch(Q["rescue_outlines"], max_attempts)
@@ -545,6 +599,6 @@ class Store:
         if not messages:
             return []
         ids = sorted(messages)
-        await conn.execute(Q["retire_queued_sections"], ids)
+        await conn.execute(Q["retire_queued_sections"], ids, None)
         rows = await conn.fetch(Q["fail_jobs"], ids, [messages[i] for i in ids])
         return [r[0] for r in rows]
