@@ -26,7 +26,14 @@ import psutil
 from reportsvc.db import migrate
 from reportsvc.embedded import free_port
 
-QUIET = {"LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+# Child processes log only warnings, and admit any number of jobs (the API benchmark posts
+# far more than MAX_PENDING_JOBS' default, and no worker drains them).
+QUIET = {
+    "LOG_LEVEL": "WARNING",
+    "LOG_FORMAT": "json",
+    "PYTHONUNBUFFERED": "1",
+    "MAX_PENDING_JOBS": "0",
+}
 
 
 def with_database(url: str, name: str) -> str:

@@ -174,13 +174,21 @@ def settings(database_url: str, fake_llm: FakeLLMThread) -> Settings:
     return make_settings(database_url=database_url, openai_base_url=fake_llm.base_url)
 
 
-@pytest.fixture
-async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     """The API in-process, on the test's event loop (so it can share the test's pool)."""
     app = create_app(settings, pool=pool)
     # Litestar's ASGI signature is narrower than the one httpx declares; they interoperate.
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+    finally:
+        # The transport runs no lifespan: stop what the app started, before its database goes.
+        await app.state.services.events.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings, pool) as client:
         yield client
-    # The transport runs no lifespan: stop what the app started, before its database goes.
-    await app.state.services.events.close()

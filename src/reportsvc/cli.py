@@ -241,6 +241,66 @@ def cancel(job_id: str) -> None:
     _on_store(settings, work)
 
 
+@main.group()
+def token() -> None:
+    """Manage API tokens (stored hashed in the database).
+
+    With at least one token (here or in API_TOKENS), every /reports endpoint needs
+    `Authorization: Bearer <token>`, and a job is visible only to the token that created it.
+    """
+
+
+@token.command("add")
+@click.argument("name")
+def token_add(name: str) -> None:
+    """Create a token called NAME and print it (it is shown only this once)."""
+    import secrets  # noqa: PLC0415
+
+    from reportsvc.api.guard import token_hash  # noqa: PLC0415
+
+    settings = _settings()
+    secret = f"rsk_{secrets.token_urlsafe(32)}"
+
+    async def work(store: Store) -> None:
+        if not await store.add_token(name, token_hash(secret)):
+            raise click.ClickException(f"a token called {name!r} exists already")
+        click.echo(secret)
+        click.echo(
+            f"token {name!r} created; keep it now, it cannot be shown again. API processes "
+            "require tokens within 5 seconds.",
+            err=True,
+        )
+
+    _on_store(settings, work)
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke the token called NAME (API processes refuse it within 5 seconds)."""
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        if not await store.revoke_token(name):
+            raise click.ClickException(f"no active token called {name!r}")
+        click.echo(f"token {name!r} revoked")
+
+    _on_store(settings, work)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens by name (never their secrets)."""
+    settings = _settings()
+
+    async def work(store: Store) -> None:
+        for name, created, revoked in await store.list_tokens():
+            state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
+            click.echo(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\t{state}")
+
+    _on_store(settings, work)
+
+
 API_OPTION = click.option(
     "--api",
     default="http://127.0.0.1:8000",

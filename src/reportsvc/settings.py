@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     # A final pass writes a short summary from the finished sections.
     summary_pass: bool = False
 
+    # --- the door ---------------------------------------------------------------------
+    # API tokens (comma-separated); with any token here or in the api_tokens table, every
+    # /reports endpoint needs Authorization: Bearer <token>.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # POST /reports per minute per API token (or client address); 0: no limit.
+    rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    # POST /reports answers 503 while this many jobs are pending; 0: no limit.
+    max_pending_jobs: Annotated[int, Field(ge=0)] = 100_000
+
     # --- worker -----------------------------------------------------------------------
     worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
     claim_batch_size: Annotated[int, Field(ge=1, le=1000)] = 32
@@ -137,7 +147,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("openai_allowed_models", mode="before")
+    @field_validator("openai_allowed_models", "api_tokens", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -21,8 +21,6 @@ from reportsvc.queue.store import Store
 from reportsvc.runtime import freeze_startup_objects
 from reportsvc.settings import Settings
 
-MAX_BODY_BYTES = 64 * 1024
-
 
 @asynccontextmanager
 async def _own_pool(settings: Settings, services: Services) -> AsyncIterator[None]:
@@ -72,7 +70,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         # which costs more than the rest of a POST's Python work.
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=settings.max_body_bytes,
         # Logging is configured once for the process (reportsvc.logs), not by Litestar.
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -86,7 +86,7 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     elif status == HTTP_405_METHOD_NOT_ALLOWED:
         message = f"{request.method} is not allowed on {request.url.path}"
     elif status == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
-        message = "the request body is too large"
+        message = "the request body is too large (MAX_BODY_BYTES)"
     elif message.startswith("JSON is malformed"):
         code = "invalid_json"
         message = f"the request body is not valid JSON ({message.split(': ', 1)[-1]})"

@@ -57,11 +57,16 @@ STATUS_FILTER: dict[PublicStatus, list[str]] = {
 MARKDOWN = "text/markdown"
 
 
-async def load_job(store: Store, raw_id: str) -> JobRow:
-    job = await store.get_job(parse_job_id(raw_id))
+async def load_job(store: Store, raw_id: str, owner: str | None) -> JobRow:
+    """The job, or a 404 when it does not exist or belongs to another API token."""
+    job = await store.get_job(parse_job_id(raw_id), owner)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {raw_id!r}")
     return job
+
+
+def _address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def wants_markdown(request: Request[Any, Any, Any], format_: str | None) -> bool:
@@ -102,22 +107,27 @@ class ReportController(Controller):
         ] = None,
     ) -> Response[JobAccepted]:
         settings, store = services.settings, services.store
+        owner = await services.auth.owner(request)
+        services.rate_limit.check(owner or _address(request))
         data = strict_request(await request.body())
         topic = clean_topic(data.topic, settings.max_topic_length)
         model, options = job_options(data, settings)
         check_idempotency_key(idempotency_key)
+        await services.admission.check()
         job_id = await store.create_job(
             topic=topic,
             model=model,
             options=options,
             idempotency_key=idempotency_key,
             timeout_seconds=settings.job_timeout_seconds,
+            owner=owner,
         )
         if job_id is None:
             assert idempotency_key is not None
-            job_id = await self._replay(store, idempotency_key, (topic, model, options))
+            job_id = await self._replay(store, idempotency_key, owner, (topic, model, options))
         else:
             JOBS_CREATED.inc()
+            services.admission.admitted()
         return Response(
             JobAccepted(job_id=job_id),
             status_code=HTTP_202_ACCEPTED,
@@ -125,8 +135,10 @@ class ReportController(Controller):
         )
 
     @staticmethod
-    async def _replay(store: Store, key: str, request: tuple[str, str, JobOptions]) -> UUID:
-        existing = await store.find_job_by_key(key)
+    async def _replay(
+        store: Store, key: str, owner: str | None, request: tuple[str, str, JobOptions]
+    ) -> UUID:
+        existing = await store.find_job_by_key(key, owner)
         if existing is None:  # pragma: no cover - the job was deleted between two statements
             raise ApiError(409, "conflict", "this Idempotency-Key was just used; retry")
         job_id, *stored = existing
@@ -149,6 +161,7 @@ class ReportController(Controller):
     )
     async def list_reports(
         self,
+        request: Request[Any, Any, Any],
         services: NamedDependency[Services],
         status: Annotated[
             PublicStatus | None, QueryParameter(description="Only jobs with this status.")
@@ -158,10 +171,12 @@ class ReportController(Controller):
             str | None, QueryParameter(description="`nextCursor` from the previous page.")
         ] = None,
     ) -> JobList:
+        owner = await services.auth.owner(request)
         rows = await services.store.list_jobs(
             statuses=STATUS_FILTER[status] if status else None,
             limit=limit + 1,
             before=decode_cursor(cursor) if cursor else None,
+            owner=owner,
         )
         page = rows[:limit]
         next_cursor = None
@@ -190,7 +205,7 @@ class ReportController(Controller):
             QueryParameter(name="format", description="`markdown` for a Markdown document."),
         ] = None,
     ) -> Response[JobStatus] | Response[str]:
-        job = await load_job(services.store, job_id)
+        job = await load_job(services.store, job_id, await services.auth.owner(request))
         if not wants_markdown(request, format_):
             return Response(job_status(job, services.settings.openai_prices))
         if job.status != "completed":
@@ -213,9 +228,12 @@ class ReportController(Controller):
         responses=docs.EVENTS_RESPONSES,
     )
     async def report_events(
-        self, job_id: JobIdParam, services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdParam,
+        services: NamedDependency[Services],
     ) -> ServerSentEvent:
-        job = await load_job(services.store, job_id)
+        job = await load_job(services.store, job_id, await services.auth.owner(request))
         events = job_events(services.store, services.events, job, services.settings.openai_prices)
         return ServerSentEvent(events)
 
@@ -231,10 +249,14 @@ class ReportController(Controller):
         responses=docs.CANCEL_RESPONSES,
     )
     async def cancel_report(
-        self, job_id: JobIdParam, services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdParam,
+        services: NamedDependency[Services],
     ) -> CancelResult:
+        owner = await services.auth.owner(request)
         parsed = parse_job_id(job_id)
-        status = await services.store.cancel_job(parsed)
+        status = await services.store.cancel_job(parsed, owner)
         if status is None:
             raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
         if status != "cancelled":

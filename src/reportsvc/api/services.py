@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reportsvc.api.events import EventHub
+from reportsvc.api.guard import Admission, Authenticator, RateLimiter
 from reportsvc.db.migrate import head_revision
 from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
@@ -15,6 +16,7 @@ class Services:
         self.settings = settings
         self.events = EventHub(settings.require_database_url())
         self.schema_head = head_revision()
+        self.rate_limit = RateLimiter(settings.rate_limit_per_minute)
         self._store: Store | None = None
 
     @property
@@ -25,3 +27,5 @@ class Services:
     @store.setter
     def store(self, store: Store) -> None:
         self._store = store
+        self.auth = Authenticator(self.settings, store)
+        self.admission = Admission(self.settings.max_pending_jobs, store)

@@ -369,6 +369,26 @@ class Store:
         self.publish_progress([job_id])
         return Retry(retried=True, status=status, sections=len(requeued))
 
+    async def pending_jobs(self) -> int:
+        count: int = await self.pool.fetchval(Q["pending_jobs"])
+        return count
+
+    # --- API tokens (stored as sha256 hashes) ------------------------------------------
+
+    async def active_token_hashes(self) -> list[str]:
+        return [r[0] for r in await self.pool.fetch(Q["active_token_hashes"])]
+
+    async def add_token(self, name: str, token_hash: str) -> bool:
+        """False: the name is taken."""
+        return await self.pool.fetchrow(Q["add_token"], name, token_hash) is not None
+
+    async def revoke_token(self, name: str) -> bool:
+        """False: no active token of that name."""
+        return await self.pool.fetchrow(Q["revoke_token"], name) is not None
+
+    async def list_tokens(self) -> list[tuple[str, datetime, datetime | None]]:
+        return [(r[0], r[1], r[2]) for r in await self.pool.fetch(Q["list_tokens"])]
+
     async def schema_revision(self) -> str | None:
         """The migration the database is at (None: not migrated)."""
         try:

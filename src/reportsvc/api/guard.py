@@ -1,0 +1,127 @@
+"""The locked door: API tokens, a rate limit on POST, and bounded admission.
+
+Tokens: those in API_TOKENS, and those created with `reportsvc token add` (stored as
+sha256 hashes in `api_tokens`). When there is at least one, every /reports endpoint needs
+`Authorization: Bearer <token>`, and a job belongs to the token that created it: other
+tokens get 404 for it, as if it did not exist. With no token anywhere, the API is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from typing import Any, Final
+
+from litestar import Request
+
+from reportsvc.api.errors import ApiError
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+
+# How long the API trusts its copy of the token table (a revoked token stops working after
+# at most this long).
+TOKEN_REFRESH_SECONDS: Final = 5.0
+# How long a count of pending jobs is reused for admission decisions.
+PENDING_REFRESH_SECONDS: Final = 1.0
+_MAX_BUCKETS: Final = 10_000
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._configured = frozenset(token_hash(t.get_secret_value()) for t in settings.api_tokens)
+        self._store = store
+        self._stored: frozenset[str] = frozenset()
+        self._loaded_at = float("-inf")
+        self._loading: asyncio.Lock = asyncio.Lock()
+
+    async def owner(self, request: Request[Any, Any, Any]) -> str | None:
+        """Who is calling: the hash of their token, or None when the API has no tokens.
+        A 401 for a missing or unknown token."""
+        accepted = await self._accepted()
+        if not accepted:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("this API needs an API token: Authorization: Bearer <token>")
+        caller = token_hash(token.strip())
+        if caller not in accepted:
+            raise _unauthorized("the API token is not valid (unknown or revoked)")
+        return caller
+
+    async def _accepted(self) -> frozenset[str]:
+        if time.monotonic() - self._loaded_at > TOKEN_REFRESH_SECONDS:
+            async with self._loading:
+                if time.monotonic() - self._loaded_at > TOKEN_REFRESH_SECONDS:
+                    self._stored = frozenset(await self._store.active_token_hashes())
+                    self._loaded_at = time.monotonic()
+        return self._configured | self._stored
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="reportsvc"'})
+
+
+class RateLimiter:
+    """A token bucket per caller (API token, or client address when the API is open):
+    `per_minute` POSTs a minute, in bursts of up to as many. Per API process."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._capacity = float(per_minute)
+        self._refill = per_minute / 60.0
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def check(self, caller: str) -> None:
+        if self._capacity <= 0:
+            return
+        now = time.monotonic()
+        tokens, last = self._buckets.pop(caller, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - last) * self._refill)
+        if tokens < 1:
+            self._buckets[caller] = (tokens, now)
+            wait = max(1, round((1 - tokens) / self._refill + 0.5))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many reports requested; the limit is {self._capacity:g} a minute "
+                "(RATE_LIMIT_PER_MINUTE)",
+                {"Retry-After": str(wait)},
+            )
+        self._buckets[caller] = (tokens - 1, now)
+        while len(self._buckets) > _MAX_BUCKETS:
+            self._buckets.popitem(last=False)
+
+
+class Admission:
+    """Refuses new jobs (503) while more than `limit` are pending, instead of letting the
+    queue grow without bound. The count is refreshed at most once a second."""
+
+    def __init__(self, limit: int, store: Store) -> None:
+        self._limit = limit
+        self._store = store
+        self._pending = 0
+        self._counted_at = float("-inf")
+
+    async def check(self) -> None:
+        if self._limit <= 0:
+            return
+        if time.monotonic() - self._counted_at > PENDING_REFRESH_SECONDS:
+            self._counted_at = time.monotonic()
+            self._pending = await self._store.pending_jobs()
+        if self._pending >= self._limit:
+            raise ApiError(
+                503,
+                "queue_full",
+                f"{self._pending} reports are already waiting or being written "
+                f"(MAX_PENDING_JOBS = {self._limit}); try again later",
+                {"Retry-After": "10"},
+            )
+
+    def admitted(self) -> None:
+        """Count a job just created, until the next refresh counts it for real."""
+        self._pending += 1

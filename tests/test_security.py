@@ -1,0 +1,164 @@
+"""API tokens, ownership, rate limit, admission control and body size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from reportsvc.api import guard
+from reportsvc.api.guard import token_hash
+from reportsvc.queue.store import Store
+from reportsvc.settings import Settings
+from tests.conftest import api_client
+
+ALPHA = {"Authorization": "Bearer alpha-secret"}
+BETA = {"Authorization": "Bearer beta-secret"}
+
+
+@pytest.fixture
+async def locked(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    tokens = [_secret("alpha-secret"), _secret("beta-secret")]
+    locked_settings = settings.model_copy(update={"api_tokens": tokens})
+    async with api_client(locked_settings, pool) as client:
+        yield client
+
+
+def _secret(value: str) -> SecretStr:
+    return SecretStr(value)
+
+
+async def test_reports_need_a_token_and_health_and_docs_do_not(locked: httpx.AsyncClient) -> None:
+    for method, path in [("POST", "/reports"), ("GET", "/reports"),
+                         ("GET", f"/reports/{'0' * 8}-0000-0000-0000-{'0' * 12}")]:  # fmt: skip
+        response = await locked.request(method, path, json={"topic": "x"})
+        assert response.status_code == 401, (method, path)
+        assert response.json()["code"] == "unauthorized"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    wrong = await locked.post(
+        "/reports", json={"topic": "x"}, headers={"Authorization": "Bearer no"}
+    )
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.json()["error"]
+    for path in ("/healthz", "/readyz", "/docs/openapi.json", "/metrics"):
+        assert (await locked.get(path)).status_code == 200, path
+
+
+async def test_a_job_exists_only_for_the_token_that_created_it(locked: httpx.AsyncClient) -> None:
+    job_id = (await locked.post("/reports", json={"topic": "Mine"}, headers=ALPHA)).json()["jobId"]
+    assert (await locked.get(f"/reports/{job_id}", headers=ALPHA)).status_code == 200
+    for method, path in [("GET", f"/reports/{job_id}"), ("GET", f"/reports/{job_id}/events"),
+                         ("DELETE", f"/reports/{job_id}")]:  # fmt: skip
+        theirs = await locked.request(method, path, headers=BETA)
+        assert theirs.status_code == 404, (method, path)
+        assert theirs.json()["code"] == "job_not_found"
+    assert (await locked.get("/reports", headers=BETA)).json()["jobs"] == []
+    mine = (await locked.get("/reports", headers=ALPHA)).json()["jobs"]
+    assert [j["jobId"] for j in mine] == [job_id]
+    assert (await locked.delete(f"/reports/{job_id}", headers=ALPHA)).status_code == 200
+
+
+async def test_idempotency_keys_are_per_token(locked: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": "same"}
+    a = await locked.post("/reports", json={"topic": "T"}, headers={**ALPHA, **key})
+    b = await locked.post("/reports", json={"topic": "T"}, headers={**BETA, **key})
+    assert a.status_code == b.status_code == 202
+    assert a.json() != b.json()
+
+
+async def test_tokens_in_the_table_lock_the_door_and_revoking_closes_it(
+    settings: Settings, pool: asyncpg.Pool, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard, "TOKEN_REFRESH_SECONDS", 0.0)
+    first = {"Authorization": "Bearer first-secret"}
+    second = {"Authorization": "Bearer second-secret"}
+
+    async def post(headers: dict[str, str] | None = None) -> int:
+        response = await client.post("/reports", json={"topic": "x"}, headers=headers)
+        return response.status_code
+
+    async with api_client(settings, pool) as client:
+        assert await post() == 202  # no token anywhere: the API is open
+        assert await store.add_token("first", token_hash("first-secret"))
+        assert await store.add_token("second", token_hash("second-secret"))
+        assert await post() == 401
+        assert await post(first) == 202
+        assert await store.revoke_token("first")
+        assert await post(first) == 401
+        assert await post(second) == 202
+        assert await store.revoke_token("second")
+        assert await post() == 202  # no active token left: open again
+    hashes = {r[0] for r in await pool.fetch("SELECT token_hash FROM api_tokens")}
+    assert hashes == {token_hash("first-secret"), token_hash("second-secret")}  # never tokens
+
+
+async def test_token_commands(database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "json"}
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "reportsvc", "token", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await cli("add", "laptop")
+    assert code == 0, err
+    secret = out.strip()
+    assert secret.startswith("rsk_")
+    assert len(secret) > 30
+    assert (await cli("add", "laptop"))[0] == 1
+    code, out, _ = await cli("list")
+    assert "laptop" in out
+    assert "active" in out
+    assert secret not in out
+    assert (await cli("revoke", "laptop"))[0] == 0
+    assert "revoked" in (await cli("list"))[1]
+    assert (await cli("revoke", "laptop"))[0] == 1
+
+
+async def test_rate_limit_per_token(settings: Settings, pool: asyncpg.Pool) -> None:
+    limited = settings.model_copy(
+        update={
+            "rate_limit_per_minute": 3,
+            "api_tokens": [_secret("alpha-secret"), _secret("beta-secret")],
+        }
+    )
+    async with api_client(limited, pool) as client:
+        codes = [
+            (await client.post("/reports", json={"topic": "x"}, headers=ALPHA)).status_code
+            for _ in range(4)
+        ]
+        assert codes == [202, 202, 202, 429]
+        refused = await client.post("/reports", json={"topic": "x"}, headers=ALPHA)
+        assert refused.json()["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        # Another token has its own allowance; reading is not limited.
+        assert (await client.post("/reports", json={"topic": "x"}, headers=BETA)).status_code == 202
+        assert (await client.get("/reports", headers=ALPHA)).status_code == 200
+
+
+async def test_admission_stops_at_max_pending_jobs(settings: Settings, pool: asyncpg.Pool) -> None:
+    bounded = settings.model_copy(update={"max_pending_jobs": 2})
+    async with api_client(bounded, pool) as client:
+        codes = [(await client.post("/reports", json={"topic": "x"})).status_code for _ in range(3)]
+        assert codes == [202, 202, 503]
+        refused = await client.post("/reports", json={"topic": "x"})
+        assert refused.json()["code"] == "queue_full"
+        assert refused.headers["retry-after"] == "10"
+
+
+async def test_body_size_limit_is_a_setting(settings: Settings, pool: asyncpg.Pool) -> None:
+    small = settings.model_copy(update={"max_body_bytes": 2048, "max_topic_length": 5000})
+    async with api_client(small, pool) as client:
+        response = await client.post("/reports", json={"topic": "x" * 3000})
+        assert response.status_code == 413
+        assert response.json()["code"] == "request_too_large"
