@@ -26,6 +26,7 @@ import uvloop
 from bench.harness import scratch_database
 from reportsvc.db.engine import create_pool
 from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
+from reportsvc.logs import configure_logging
 from reportsvc.queue.store import Store
 from reportsvc.worker import Worker, WorkerConfig
 
@@ -59,7 +60,8 @@ async def fill(url: str, sections: int) -> int:
         )
         await conn.execute(
             """INSERT INTO sections (job_id, position, title)
-               SELECT j.id, i - 1, i::text FROM jobs j, generate_series(1, $1) i""",
+               SELECT j.id, i - 1, i::text FROM jobs j, generate_series(1, $1) i
+               ORDER BY j.created_at, j.id, i""",
             SECTIONS_PER_JOB,
         )
         await conn.execute("VACUUM ANALYZE jobs")
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--rows", type=int, required=True)
     args = parser.parse_args()
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))
     if args.side == "ours":
         result = uvloop.run(run_ours(args.url, args.batch, args.rows))
     else:

@@ -72,3 +72,23 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
 
         nodes = await explain(conn, "rescue_sections", 5)
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
+
+
+async def test_listing_one_owners_jobs_uses_the_owner_index(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO jobs (topic, model, owner, deadline_at)
+               SELECT 't', 'm', CASE WHEN g % 100 = 0 THEN 'alice' WHEN g % 2 = 0 THEN 'bob' END,
+                      now() + interval '1 day'
+               FROM generate_series(1, 5000) g"""
+        )
+        await conn.execute("ANALYZE jobs")
+        for statuses in (None, ["queued"]):
+            nodes = await explain(conn, "list_owner_jobs", statuses, 20, None, None, "alice")
+            scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "jobs"}
+            assert scans == {"jobs_owner_created_at_idx"}, nodes
+        # Jobs without an owner (an API without tokens) are not in that index at all.
+        definition = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_owner_created_at_idx'"
+        )
+        assert definition.endswith("WHERE (owner IS NOT NULL)")

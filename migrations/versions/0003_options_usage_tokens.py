@@ -39,7 +39,13 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
-    op.create_index("jobs_owner_created_at_idx", "jobs", ["owner", "created_at", "id"])
+    # Listing one owner's jobs; partial, so an API without tokens never maintains it.
+    op.create_index(
+        "jobs_owner_created_at_idx",
+        "jobs",
+        ["owner", "created_at", "id"],
+        postgresql_where=sa.text("owner IS NOT NULL"),
+    )
 
     # Sections: tokens, why the model stopped (`length` means truncated), and the optional
     # summary step: a section row of its own kind, queued once the others are done.

@@ -26,7 +26,8 @@ QUEUE_RUNNING: Final = Gauge("reportsvc_queue_running", "Steps leased to a worke
 JOBS_CREATED: Final = Counter("reportsvc_jobs_created", "Jobs created by this API process.")
 STEPS_FINISHED: Final = Counter(
     "reportsvc_steps_finished",
-    "Steps this worker finished, by outcome (done, retry, failed, released, abandoned).",
+    "Steps this worker finished, by outcome: done, error (to be retried or failed), released "
+    "(given back on shutdown or abandoned).",
     ["step", "outcome"],
 )
 STEPS_IN_FLIGHT: Final = Gauge("reportsvc_steps_in_flight", "Steps this worker is running now.")

@@ -25,6 +25,7 @@ import random
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Literal
@@ -121,6 +122,16 @@ _OUTCOME_NAMES: dict[type, str] = {
     Released: "released",
 }
 StepKey = tuple[str, object]
+# Labelled children resolved once, and counted once per written batch (`_count_finished`):
+# `labels().inc()` on every step cost more than the rest of a no-op step's bookkeeping.
+_STEPS_FINISHED = {
+    (step, outcome): STEPS_FINISHED.labels(step, outcome)
+    for step in ("section", "outline")
+    for outcome in set(_OUTCOME_NAMES.values())
+}
+# The in-flight gauge is read when scraped, not counted up and down on every step.
+_WORKERS: weakref.WeakSet[Worker] = weakref.WeakSet()
+STEPS_IN_FLIGHT.set_function(lambda: sum(w.in_flight for w in _WORKERS))
 
 
 def step_key(task: Task) -> StepKey:
@@ -158,6 +169,7 @@ class Worker:
         self._log = log.bind(worker_id=self.worker_id)
         self._inflight: dict[StepKey, _InFlight] = {}
         self._pending: list[Outcome] = []
+        self._tally: dict[tuple[str, str], int] = {}  # finished steps not yet in the metrics
         self._flushing: list[Outcome] = []
         self._stopping = asyncio.Event()
         self._closing = False
@@ -179,6 +191,7 @@ class Worker:
             on_connect=self._work_hint.set,
         )
         self.steps_started = 0
+        _WORKERS.add(self)
 
     # --- control ----------------------------------------------------------------------
 
@@ -290,13 +303,11 @@ class Worker:
         work = self._run_section(task) if isinstance(task, SectionTask) else self._run_outline(task)
         flight = _InFlight(task, asyncio.create_task(work))
         self._inflight[key] = flight
-        STEPS_IN_FLIGHT.inc()
         self._idle.clear()
         self.steps_started += 1
         flight.asyncio_task.add_done_callback(partial(self._finished, key, flight))
 
     def _finished(self, key: StepKey, flight: _InFlight, _done: asyncio.Task[None]) -> None:
-        STEPS_IN_FLIGHT.dec()
         if self._inflight.get(key) is flight:
             del self._inflight[key]
         if not self._inflight:
@@ -350,9 +361,17 @@ class Worker:
         self._record(outcome)
 
     def _record(self, outcome: Outcome) -> None:
-        STEPS_FINISHED.labels(step_key(outcome.task)[0], _OUTCOME_NAMES[type(outcome)]).inc()
+        step = "section" if isinstance(outcome.task, SectionTask) else "outline"
+        key = (step, _OUTCOME_NAMES[type(outcome)])
+        self._tally[key] = self._tally.get(key, 0) + 1
         self._pending.append(outcome)
         self._flush_wake.set()
+
+    def _count_finished(self) -> None:
+        """Add the steps finished since the last write to the Prometheus counters."""
+        for key, count in self._tally.items():
+            _STEPS_FINISHED[key].inc(count)
+        self._tally.clear()
 
     # --- writing results ----------------------------------------------------------------
 
@@ -365,6 +384,7 @@ class Worker:
                 self._flush_wake.clear()
                 await self._flush_wake.wait()
                 continue
+            self._count_finished()
             self._flushing, self._pending = self._pending, []
             try:
                 async with self._write_lock:

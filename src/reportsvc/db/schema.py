@@ -123,7 +123,14 @@ jobs = Table(
         unique=True,
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
-    Index("jobs_owner_created_at_idx", "owner", "created_at", "id"),
+    # Only jobs with an owner: without API tokens nothing maintains it.
+    Index(
+        "jobs_owner_created_at_idx",
+        "owner",
+        "created_at",
+        "id",
+        postgresql_where=text("owner IS NOT NULL"),
+    ),
 )
 
 sections = Table(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Iterable
 from typing import Final
 from uuid import UUID
@@ -99,16 +100,23 @@ class Publisher:
     """Sends notifications after the transactions they announce have committed, without
     making anyone wait, and coalesced: while one NOTIFY is under way, later requests share
     the next. (A NOTIFY inside every transaction would serialise all commits on
-    PostgreSQL's notification queue lock.)"""
+    PostgreSQL's notification queue lock.) Progress goes out at most once per
+    `progress_interval` seconds, with every job that changed in between: a busy worker
+    writes results hundreds of times a second, and a person watching a report needs far
+    fewer updates than that. A wake-up for workers is never held back."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, progress_interval: float = 0.025) -> None:
         self._pool = pool
+        self._progress_interval = progress_interval
         self._wake = False
+        self._woken = asyncio.Event()
         self._progress: set[UUID] = set()
+        self._progress_sent_at = -math.inf
         self._task: asyncio.Task[None] | None = None
 
     def wake_workers(self) -> None:
         self._wake = True
+        self._woken.set()
         self._ensure_running()
 
     def progress(self, job_ids: Iterable[UUID]) -> None:
@@ -118,6 +126,8 @@ class Publisher:
 
     async def close(self, grace: float = 2.0) -> None:
         """Send what is pending (briefly), before the pool goes away."""
+        self._progress_interval = 0.0
+        self._woken.set()
         if self._task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
@@ -129,13 +139,21 @@ class Publisher:
             self._task = asyncio.create_task(self._send())
 
     async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._wake or self._progress:
+                hold = self._progress_sent_at + self._progress_interval - loop.time()
+                if not self._wake and hold > 0:
+                    self._woken.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._woken.wait(), hold)
                 wake, self._wake = self._wake, False
                 ids, self._progress = sorted(self._progress), set()
                 with contextlib.suppress(*DATABASE_UNAVAILABLE):
                     if wake:
                         await self._pool.execute(QUERIES["wake_workers"])
+                    if ids:
+                        self._progress_sent_at = loop.time()
                     for start in range(0, len(ids), _IDS_PER_NOTIFY):
                         chunk = ",".join(str(i) for i in ids[start : start + _IDS_PER_NOTIFY])
                         await self._pool.execute(QUERIES["notify_progress"], chunk)

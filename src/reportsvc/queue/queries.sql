@@ -72,14 +72,24 @@ WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2);
 
 -- name: list_jobs
 -- $1 statuses (NULL: all), $2 page size, $3 and $4: the (created_at, id) of the last job of
--- the previous page (NULL: start from the newest), $5 owner (NULL: any). Keyset pagination
--- on jobs_created_at_idx (or jobs_owner_created_at_idx for one owner).
+-- the previous page (NULL: start from the newest). Keyset pagination on jobs_created_at_idx.
 SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
 FROM jobs
 WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
-  AND ($5::text IS NULL OR owner = $5)
 ORDER BY created_at DESC, id DESC
+LIMIT $2;
+
+
+-- name: list_owner_jobs
+-- The same for the jobs of one owner ($5), on jobs_owner_created_at_idx. That index holds
+-- only jobs with an owner, so an API without tokens does not maintain it on every update.
+SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
+FROM jobs
+WHERE owner = $5
+  AND ($1::text[] IS NULL OR status = ANY($1::text[]))
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+ORDER BY owner, created_at DESC, id DESC
 LIMIT $2;
 
 
@@ -227,14 +237,15 @@ counted AS (
                            THEN now() ELSE j.finished_at END
     FROM (SELECT job_id, count(*)::int AS n FROM done GROUP BY job_id ORDER BY job_id) p
     WHERE j.id = p.job_id
-    RETURNING j.id, j.status, p.n, j.sections_done, j.sections_total, j.outline,
+    RETURNING j.id, j.status, p.n, j.sections_done, j.sections_total,
               coalesce((j.options ->> 'summary')::boolean, false) AS summary
 ),
 -- A job with a summary pass counts it as one more step: when every ordinary section is
 -- done, its summary step is queued (a new row, so no lock is taken after the job's).
 summaries AS (
     INSERT INTO sections (job_id, position, kind, title)
-    SELECT c.id, cardinality(c.outline), 'summary', 'Summary'
+    -- The summary's position is the outline's length: sections_total counts it as well.
+    SELECT c.id, c.sections_total - 1, 'summary', 'Summary'
     FROM counted c
     WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
     ON CONFLICT (job_id, position) DO NOTHING

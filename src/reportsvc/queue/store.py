@@ -316,7 +316,11 @@ class Store:
         """Newest first; `before` is the (created_at, id) of the last job already seen."""
         created_at, job_id = before if before is not None else (None, None)
         statuses = list(statuses) if statuses else None
-        rows = await self.pool.fetch(Q["list_jobs"], statuses, limit, created_at, job_id, owner)
+        args = (statuses, limit, created_at, job_id)
+        if owner is None:
+            rows = await self.pool.fetch(Q["list_jobs"], *args)
+        else:
+            rows = await self.pool.fetch(Q["list_owner_jobs"], *args, owner)
         return [JobListRow(*r) for r in rows]
 
     async def cancel_job(self, job_id: UUID, owner: str | None = None) -> str | None:
@@ -406,7 +410,7 @@ class Store:
         run out before the batch is full.
         """
         rows = await self.pool.fetch(Q["claim_sections"], worker_id, limit, lease_seconds)
-        tasks: list[Task] = [
+        sections = [
             SectionTask(
                 section_id=r[0],
                 job_id=r[1],
@@ -418,11 +422,15 @@ class Store:
                 options=_options(r[8]),
                 outline=r[9],
                 kind=r[10],
-                written=await self._written(r[1]) if r[10] == "summary" else {},
             )
             for r in rows
             if r[5]
         ]
+        for i, task in enumerate(sections):
+            if task.kind == "summary":  # rare: one per job, and only when asked for
+                written = await self._written(task.job_id)
+                sections[i] = msgspec.structs.replace(task, written=written)
+        tasks: list[Task] = list(sections)
         if len(rows) == limit:
             return Claim(tasks, exhausted=False)
         outlines = await self.pool.fetch(
