@@ -147,8 +147,12 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def store(pool: asyncpg.Pool) -> Store:
-    return Store(pool)
+async def store(pool: asyncpg.Pool) -> AsyncIterator[Store]:
+    store = Store(pool)
+    try:
+        yield store
+    finally:
+        await store.publisher.close()
 
 
 @pytest.fixture(scope="session")

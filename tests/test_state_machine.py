@@ -50,6 +50,7 @@ class QueueMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.store.publisher.close())
         self.run(self.pool.close())
         self.loop.close()
 
