@@ -25,10 +25,11 @@ dev: $(STAMP)  ## run the whole service: database, migrations, API and a worker
 test: $(STAMP)  ## run the test suite
 	$(BIN)/pytest
 
-lint: $(STAMP)  ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP)  ## ruff (lint + format check), mypy --strict, and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff check --fix .

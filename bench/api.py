@@ -85,8 +85,13 @@ async def _completed_reports(database_url: str, api: str, count: int = 50) -> li
             titles,
         )
         await conn.execute(
-            """INSERT INTO sections (job_id, position, title, status, content, finished_at)
-               SELECT j, p - 1, ($2::text[])[p], 'done', repeat('Lorem ipsum dolor. ', 80), now()
+            "UPDATE steps SET status = 'done', finished_at = now() WHERE job_id = ANY($1::uuid[])",
+            ids,
+        )
+        await conn.execute(
+            """INSERT INTO steps (job_id, kind, position, title, status, content, finished_at)
+               SELECT j, 'section', p - 1, ($2::text[])[p], 'done',
+                      repeat('Lorem ipsum dolor. ', 80), now()
                FROM unnest($1::uuid[]) j, generate_series(1, 8) p""",
             ids,
             titles,

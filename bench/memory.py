@@ -32,18 +32,24 @@ async def measure(database_url: str, *, sections: int) -> dict[str, Any]:
             )
             process = psutil.Process(worker.process.pid)
             await conn.execute(
-                """INSERT INTO jobs (topic, model, options, deadline_at)
-                   SELECT 'memory ' || g, 'fake', jsonb_build_object('sections', $2::int),
-                          now() + interval '1 day'
-                   FROM generate_series(1, $1) g""",
+                """WITH new AS (
+                       INSERT INTO jobs (topic, model, options, deadline_at)
+                       SELECT 'memory ' || g, 'fake', jsonb_build_object('sections', $2::int),
+                              now() + interval '1 day'
+                       FROM generate_series(1, $1) g
+                       RETURNING id
+                   )
+                   INSERT INTO steps (job_id, kind, priority) SELECT id, 'outline', 1 FROM new""",
                 jobs,
                 SECTIONS_PER_JOB,
             )
-            await conn.execute("SELECT pg_notify('reportsvc_work', 'job')")
+            await conn.execute("SELECT pg_notify('reportsvc_work', 'steps')")
             samples: list[tuple[int, float]] = []
             total = jobs * SECTIONS_PER_JOB
             while True:
-                done = await conn.fetchval("SELECT count(*) FROM sections WHERE status = 'done'")
+                done = await conn.fetchval(
+                    "SELECT count(*) FROM steps WHERE kind = 'section' AND status = 'done'"
+                )
                 samples.append((done, process.memory_info().rss / 2**20))
                 if done >= total:
                     break

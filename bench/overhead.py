@@ -81,14 +81,16 @@ async def measure(
 # Where a report's time goes, from the rows' own timestamps (all set by the database).
 PHASE_NAMES = ("pickup", "outline", "section_claim", "sections", "completion")
 PHASES = """
-SELECT extract(epoch FROM j.started_at - j.created_at) AS pickup,
-       extract(epoch FROM min(s.created_at) - j.started_at) AS outline,
+SELECT extract(epoch FROM o.started_at - j.created_at) AS pickup,
+       extract(epoch FROM min(s.created_at) - o.started_at) AS outline,
        extract(epoch FROM max(s.started_at) - min(s.created_at)) AS section_claim,
        extract(epoch FROM max(s.finished_at) - max(s.started_at)) AS sections,
        extract(epoch FROM j.finished_at - max(s.finished_at)) AS completion
-FROM jobs j JOIN sections s ON s.job_id = j.id
+FROM jobs j
+JOIN steps o ON o.job_id = j.id AND o.kind = 'outline'
+JOIN steps s ON s.job_id = j.id AND s.kind = 'section'
 WHERE j.id = ANY($1::uuid[])
-GROUP BY j.id
+GROUP BY j.id, o.started_at
 """
 
 

@@ -6,7 +6,7 @@ with no latency. Afterwards every job must be completed, every section done exac
 (one attempt, one model call), and nothing left queued or running.
 
 `claim_cost`: the claim statement's latency with no finished rows, and again with
-100,000 finished sections in the table, plus the plan PostgreSQL uses for it.
+100,000 finished steps in the table, plus the plan PostgreSQL uses for it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import httpx
 
 from bench.harness import children, start_fake_model, wait_http
 from reportsvc.db.engine import init_connection
-from reportsvc.queue.sql import QUERIES
+from reportsvc.queue.sql import load_queries
+
+CLAIM = load_queries("steps.sql")["claim_steps"]
 
 SECTIONS_PER_JOB = 8
 
@@ -30,10 +32,14 @@ async def drain(database_url: str, *, reports: int, workers: int = 4) -> dict[st
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            """INSERT INTO jobs (topic, model, options, deadline_at)
-               SELECT 'scale ' || g, 'fake', jsonb_build_object('sections', $2::int),
-                      now() + interval '1 day'
-               FROM generate_series(1, $1) g""",
+            """WITH new AS (
+                   INSERT INTO jobs (topic, model, options, deadline_at)
+                   SELECT 'scale ' || g, 'fake', jsonb_build_object('sections', $2::int),
+                          now() + interval '1 day'
+                   FROM generate_series(1, $1) g
+                   RETURNING id
+               )
+               INSERT INTO steps (job_id, kind, priority) SELECT id, 'outline', 1 FROM new""",
             reports,
             SECTIONS_PER_JOB,
         )
@@ -45,16 +51,22 @@ async def drain(database_url: str, *, reports: int, workers: int = 4) -> dict[st
             for i in range(workers):
                 group.reportsvc(f"worker-{i}", ["worker", "--concurrency", "32"], env)
             while await conn.fetchval(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'outlining', 'writing')"
+                "SELECT count(*) FROM jobs WHERE status IN ('outlining', 'writing')"
             ):
                 await asyncio.sleep(0.2)
             seconds = time.perf_counter() - started
             async with httpx.AsyncClient() as http:
                 stats = (await http.get(f"{model}/fake/stats")).json()
         jobs = dict(await conn.fetch("SELECT status, count(*) FROM jobs GROUP BY status"))
-        sections = dict(await conn.fetch("SELECT status, count(*) FROM sections GROUP BY status"))
-        retried = await conn.fetchval("SELECT count(*) FROM sections WHERE attempts <> 1")
-        writers = await conn.fetchval("SELECT count(DISTINCT claimed_by) FROM sections")
+        sections = dict(
+            await conn.fetch(
+                "SELECT status, count(*) FROM steps WHERE kind = 'section' GROUP BY status"
+            )
+        )
+        retried = await conn.fetchval("SELECT count(*) FROM steps WHERE attempts <> 1")
+        writers = await conn.fetchval(
+            "SELECT count(DISTINCT claimed_by) FROM steps WHERE kind = 'section'"
+        )
     finally:
         await conn.close()
     calls = list(stats["section_calls"].values())
@@ -94,10 +106,10 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
         full_server = await _server_times(conn)
         plan = await conn.fetch(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-            + QUERIES["claim_sections"].replace("$1", "'bench'").replace("$2", "10")
+            + CLAIM.replace("$1", "'bench'").replace("$2", "10")
             .replace("$3", "30")
         )  # fmt: skip
-        counts = dict(await conn.fetch("SELECT status, count(*) FROM sections GROUP BY status"))
+        counts = dict(await conn.fetch("SELECT status, count(*) FROM steps GROUP BY status"))
     finally:
         await conn.close()
     return {
@@ -112,7 +124,7 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
 
 
 async def _vacuum(conn: asyncpg.Connection) -> None:
-    await conn.execute("VACUUM ANALYZE sections")
+    await conn.execute("VACUUM ANALYZE steps")
     await conn.execute("VACUUM ANALYZE jobs")
 
 
@@ -121,7 +133,7 @@ async def _server_times(conn: asyncpg.Connection, samples: int = 30) -> dict[str
     planning, execution = [], []
     statement = (
         "EXPLAIN (ANALYZE, SUMMARY) "
-        + QUERIES["claim_sections"].replace("$1", "'bench'").replace("$2", "10")
+        + CLAIM.replace("$1", "'bench'").replace("$2", "10")
         .replace("$3", "30")
     )  # fmt: skip
     for _ in range(samples):
@@ -137,7 +149,7 @@ async def _claim_latencies(conn: asyncpg.Connection, samples: int) -> list[float
     latencies = []
     for _ in range(samples):
         started = time.perf_counter()
-        rows = await conn.fetch(QUERIES["claim_sections"], "bench", 10, 30.0)
+        rows = await conn.fetch(CLAIM, "bench", 10, 30.0)
         latencies.append((time.perf_counter() - started) * 1000)
         if len(rows) != 10:
             raise RuntimeError("ran out of queued sections while measuring claims")
@@ -157,8 +169,9 @@ async def _add_jobs(conn: asyncpg.Connection, *, jobs: int, status: str) -> None
                FROM generate_series(1, $1)
                RETURNING id
            )
-           INSERT INTO sections (job_id, position, title, status, attempts, content, finished_at)
-           SELECT new.id, i - 1, i::text, $5, CASE WHEN $4 THEN 1 ELSE 0 END,
+           INSERT INTO steps (job_id, kind, position, title, status, attempts, content,
+                              finished_at)
+           SELECT new.id, 'section', i - 1, i::text, $5, CASE WHEN $4 THEN 1 ELSE 0 END,
                   CASE WHEN $4 THEN repeat('text ', 200) END, CASE WHEN $4 THEN now() END
            FROM new, generate_series(1, $3) i""",
         jobs,

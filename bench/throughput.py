@@ -25,10 +25,10 @@ import uvloop
 
 from bench.harness import scratch_database
 from reportsvc.db.engine import create_pool
-from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
+from reportsvc.domain import Step, StepKind, StepResult
 from reportsvc.logs import configure_logging
-from reportsvc.queue.store import Store
-from reportsvc.worker import Worker, WorkerConfig
+from reportsvc.runtime import build_worker
+from reportsvc.worker import WorkerConfig
 
 SECTIONS_PER_JOB = 8
 
@@ -36,11 +36,10 @@ SECTIONS_PER_JOB = 8
 class NoopRunner:
     """Steps that succeed at once: the queue is all that is left to measure."""
 
-    async def outline(self, task: OutlineTask) -> OutlineResult:
-        return OutlineResult(titles=[f"{i}" for i in range(task.options.sections)])
-
-    async def section(self, task: SectionTask) -> SectionResult:  # noqa: ARG002 - the protocol
-        return SectionResult(content="ok")
+    async def run(self, step: Step) -> StepResult:
+        if step.kind is StepKind.OUTLINE:
+            return StepResult(titles=[f"{i}" for i in range(step.options.sections)])
+        return StepResult(content="ok")
 
 
 async def fill(url: str, sections: int) -> int:
@@ -59,13 +58,18 @@ async def fill(url: str, sections: int) -> int:
             SECTIONS_PER_JOB,
         )
         await conn.execute(
-            """INSERT INTO sections (job_id, position, title)
-               SELECT j.id, i - 1, i::text FROM jobs j, generate_series(1, $1) i
+            """INSERT INTO steps (job_id, kind, position, title, status, priority)
+               SELECT j.id, 'outline', 0, NULL, 'done', 1 FROM jobs j
+               ORDER BY j.created_at, j.id"""
+        )
+        await conn.execute(
+            """INSERT INTO steps (job_id, kind, position, title)
+               SELECT j.id, 'section', i - 1, i::text FROM jobs j, generate_series(1, $1) i
                ORDER BY j.created_at, j.id, i""",
             SECTIONS_PER_JOB,
         )
         await conn.execute("VACUUM ANALYZE jobs")
-        await conn.execute("VACUUM ANALYZE sections")
+        await conn.execute("VACUUM ANALYZE steps")
     finally:
         await conn.close()
     return jobs * SECTIONS_PER_JOB
@@ -81,7 +85,7 @@ async def run_ours(url: str, batch: int, rows: int) -> dict[str, Any]:
         listen_notify=False,
         poll_interval_seconds=0.05,
     )
-    worker = Worker(Store(pool), NoopRunner(), config)
+    worker = build_worker(pool, NoopRunner(), config)
     jobs = rows // SECTIONS_PER_JOB
     started = time.perf_counter()
     cpu = time.process_time()

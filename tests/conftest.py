@@ -31,9 +31,9 @@ from reportsvc.db import migrate
 from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
-from reportsvc.queue.store import Store
+from reportsvc.queue.notifications import Publisher
 from reportsvc.settings import Settings
-from tests.helpers import make_settings
+from tests.helpers import Stores, make_settings
 
 # hypothesis is imported here, up front, even by runs that use none of its tests: its pytest
 # plugin otherwise imports it while printing the final summary, under a deep stack where
@@ -147,12 +147,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def store(pool: asyncpg.Pool) -> AsyncIterator[Store]:
-    store = Store(pool)
+async def stores(pool: asyncpg.Pool) -> AsyncIterator[Stores]:
+    """Every store, on the test's pool, sharing one notification publisher."""
+    publisher = Publisher(pool)
     try:
-        yield store
+        yield Stores.on(pool, publisher)
     finally:
-        await store.publisher.close()
+        await publisher.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 from uuid import UUID
 
+import asyncpg
 import msgspec
 
-from reportsvc.domain import JobOptions, StepRunner
+from reportsvc.domain import JobOptions, JobStatus, StepRunner
 from reportsvc.llm.client import OpenAIChatModel, create_openai_client
-from reportsvc.queue.store import JobRow, Store
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.operations import OperationsStore
+from reportsvc.queue.reports import JobRow, ReportStore
+from reportsvc.queue.steps import StepQueue
+from reportsvc.queue.tokens import TokenStore
 from reportsvc.runtime import report_pipeline, worker_config
 from reportsvc.settings import Settings
 from reportsvc.worker import Worker
@@ -31,6 +37,24 @@ FAST: dict[str, object] = {
 }
 
 
+class Stores(NamedTuple):
+    """Every store, as the API, the workers and the operators' commands use them."""
+
+    reports: ReportStore
+    queue: StepQueue
+    operations: OperationsStore
+    tokens: TokenStore
+
+    @classmethod
+    def on(cls, pool: asyncpg.Pool, publisher: Publisher) -> Stores:
+        return cls(
+            ReportStore(pool, publisher),
+            StepQueue(pool, publisher),
+            OperationsStore(pool, publisher),
+            TokenStore(pool),
+        )
+
+
 def make_settings(**overrides: object) -> Settings:
     values = {"openai_api_key": None, **FAST, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
@@ -38,7 +62,7 @@ def make_settings(**overrides: object) -> Settings:
 
 @asynccontextmanager
 async def running_worker(
-    store: Store,
+    stores: Stores,
     settings: Settings,
     *,
     runner: StepRunner | None = None,
@@ -49,7 +73,8 @@ async def running_worker(
     """A worker on the test's event loop; `config` overrides WorkerConfig fields."""
     model = OpenAIChatModel(create_openai_client(settings))
     worker = Worker(
-        store,
+        stores.queue,
+        stores.operations,
         runner or report_pipeline(settings, model),
         msgspec.structs.replace(worker_config(settings, concurrency=concurrency), **config),
         worker_id=worker_id,
@@ -63,15 +88,19 @@ async def running_worker(
         await model.close()
 
 
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 async def wait_for_job(
-    store: Store, job_id: UUID, *, timeout: float = 20.0, statuses: tuple[str, ...] = TERMINAL
+    stores: Stores,
+    job_id: UUID,
+    *,
+    timeout: float = 20.0,
+    statuses: tuple[JobStatus, ...] = TERMINAL,
 ) -> JobRow:
     deadline = time.monotonic() + timeout
     while True:
-        job = await store.get_job(job_id)
+        job = await stores.reports.get_job(job_id)
         assert job is not None
         if job.status in statuses:
             return job
@@ -80,8 +109,8 @@ async def wait_for_job(
         await asyncio.sleep(0.02)
 
 
-async def submit(store: Store, topic: str = "The Roman Empire", sections: int = 4) -> UUID:
-    job_id = await store.create_job(
+async def submit(stores: Stores, topic: str = "The Roman Empire", sections: int = 4) -> UUID:
+    job_id = await stores.reports.create_job(
         topic=topic,
         model="test-model",
         options=JobOptions(sections=sections),

@@ -10,9 +10,8 @@ import httpx
 import pytest
 
 from reportsvc.llm.fake import FakeLLMThread
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import running_worker, wait_for_job
+from tests.helpers import Stores, running_worker, wait_for_job
 
 Client = httpx.AsyncClient
 
@@ -29,7 +28,7 @@ def assert_error(response: Any, status: int, *words: str) -> dict[str, Any]:
     return body
 
 
-async def test_post_returns_202_with_a_uuid_job_id(client: Client, store: Store) -> None:
+async def test_post_returns_202_with_a_uuid_job_id(client: Client, stores: Stores) -> None:
     response = await client.post("/reports", json={"topic": "The Roman Empire"})
     assert response.status_code == 202
     body = response.json()
@@ -37,10 +36,10 @@ async def test_post_returns_202_with_a_uuid_job_id(client: Client, store: Store)
     job_id = uuid.UUID(body["jobId"])
     assert job_id.version == 4
     assert response.headers["location"] == f"/reports/{job_id}"
-    job = await store.get_job(job_id)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.topic == "The Roman Empire"
-    assert job.status == "queued"
+    assert job.status == "outlining"
 
 
 async def test_post_makes_no_model_call(client: Client, fake_llm: FakeLLMThread) -> None:
@@ -62,11 +61,11 @@ async def test_get_while_queued_is_processing_with_zero_progress(client: Client)
 
 
 async def test_completed_report_has_the_documented_shape(
-    client: Client, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    client: Client, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     job_id = (await client.post("/reports", json={"topic": "The Roman Empire"})).json()["jobId"]
-    async with running_worker(store, settings):
-        await wait_for_job(store, uuid.UUID(job_id))
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, uuid.UUID(job_id))
     body = (await client.get(f"/reports/{job_id}")).json()
     assert body["status"] == "completed"
     assert body["progress"] == 1.0
@@ -82,9 +81,9 @@ async def test_completed_report_has_the_documented_shape(
     assert "error" not in body
 
 
-async def test_topic_whitespace_is_normalised(client: Client, store: Store) -> None:
+async def test_topic_whitespace_is_normalised(client: Client, stores: Stores) -> None:
     response = await client.post("/reports", json={"topic": "  The\tRoman\n Empire  "})
-    job = await store.get_job(uuid.UUID(response.json()["jobId"]))
+    job = await stores.reports.get_job(uuid.UUID(response.json()["jobId"]))
     assert job is not None
     assert job.topic == "The Roman Empire"
 
@@ -159,13 +158,13 @@ async def test_healthz(client: Client) -> None:
 # --- idempotency ------------------------------------------------------------------------
 
 
-async def test_same_idempotency_key_returns_the_same_job(client: Client, store: Store) -> None:
+async def test_same_idempotency_key_returns_the_same_job(client: Client, stores: Stores) -> None:
     headers = {"Idempotency-Key": "order-42"}
     first = await client.post("/reports", json={"topic": "Rome"}, headers=headers)
     second = await client.post("/reports", json={"topic": "Rome"}, headers=headers)
     assert first.status_code == second.status_code == 202
     assert first.json() == second.json()
-    async with store.pool.acquire() as conn:
+    async with stores.reports.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
 
 
@@ -178,14 +177,14 @@ async def test_idempotency_key_reused_for_another_topic_is_422(client: Client) -
     assert_error(response, 422, "Idempotency-Key")
 
 
-async def test_concurrent_posts_with_one_key_create_one_job(client: Client, store: Store) -> None:
+async def test_concurrent_posts_with_one_key_create_one_job(client: Client, stores: Stores) -> None:
     headers = {"Idempotency-Key": "burst"}
     responses = await asyncio.gather(
         *(client.post("/reports", json={"topic": "Rome"}, headers=headers) for _ in range(20))
     )
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["jobId"] for r in responses}) == 1
-    async with store.pool.acquire() as conn:
+    async with stores.reports.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
 
 

@@ -7,10 +7,10 @@ from uuid import UUID
 import httpx
 import pytest
 
+from reportsvc.domain import JobStatus
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import running_worker, wait_for_job
+from tests.helpers import Stores, running_worker, wait_for_job
 
 Client = httpx.AsyncClient
 
@@ -23,26 +23,28 @@ async def post(client: Client, topic: str) -> str:
 
 
 async def test_processing_shows_the_outline_and_sections_finished_so_far(
-    client: Client, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    client: Client, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     # Sections hang until released.
     fake_llm.configure(FakeConfig(section=Faults(hang_rate=1.0, hang_seconds=30)))
     job_id = await post(client, "Coral reefs")
-    async with running_worker(store, settings, concurrency=2):
-        await wait_for_job(store, UUID(job_id), statuses=("writing",))
+    async with running_worker(stores, settings, concurrency=2):
+        await wait_for_job(stores, UUID(job_id), statuses=(JobStatus.WRITING,))
         body = (await client.get(f"/reports/{job_id}")).json()
         assert body["status"] == "processing"
         assert len(body["outline"]) == settings.default_sections
         assert body["partialSections"] == {}
         fake_llm.configure(FakeConfig())
         fake_llm.release_hangs()
-        job = await wait_for_job(store, UUID(job_id))
+        job = await wait_for_job(stores, UUID(job_id))
     assert job.status == "completed"
 
 
-async def test_partial_sections_are_returned_while_others_run(client: Client, store: Store) -> None:
+async def test_partial_sections_are_returned_while_others_run(
+    client: Client, stores: Stores
+) -> None:
     job_id = await post(client, "Tides")
-    async with store.pool.acquire() as conn:
+    async with stores.reports.pool.acquire() as conn:
         # Make the outline exist and two of three sections done, by hand.
         await conn.execute(
             """UPDATE jobs SET status = 'writing', outline = ARRAY['I. A', 'II. B', 'III. C'],
@@ -50,9 +52,10 @@ async def test_partial_sections_are_returned_while_others_run(client: Client, st
             UUID(job_id),
         )
         await conn.execute(
-            """INSERT INTO sections (job_id, position, title, status, content)
-               VALUES ($1, 0, 'I. A', 'done', 'alpha'), ($1, 1, 'II. B', 'done', 'beta'),
-                      ($1, 2, 'III. C', 'queued', NULL)""",
+            """INSERT INTO steps (job_id, kind, position, title, status, content)
+               VALUES ($1, 'section', 0, 'I. A', 'done', 'alpha'),
+                      ($1, 'section', 1, 'II. B', 'done', 'beta'),
+                      ($1, 'section', 2, 'III. C', 'queued', NULL)""",
             UUID(job_id),
         )
     body = (await client.get(f"/reports/{job_id}")).json()
@@ -63,11 +66,11 @@ async def test_partial_sections_are_returned_while_others_run(client: Client, st
 
 
 async def test_markdown_by_accept_header_and_by_query(
-    client: Client, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    client: Client, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     job_id = await post(client, "The Roman Empire")
-    async with running_worker(store, settings):
-        await wait_for_job(store, UUID(job_id))
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, UUID(job_id))
     by_header = await client.get(f"/reports/{job_id}", headers={"Accept": "text/markdown"})
     by_query = await client.get(f"/reports/{job_id}?format=markdown")
     for response in (by_header, by_query):

@@ -54,7 +54,8 @@ async def test_sigkill_mid_run_loses_nothing_and_redoes_only_in_flight_work(
         await post_reports(running.api_url, reports, "Chaos")
         owner = f"%:{victim.pid}:%"
         await wait_until(
-            "SELECT count(*) >= 3 FROM sections WHERE status = 'running' AND lease_owner LIKE $1",
+            """SELECT count(*) >= 3 FROM steps
+               WHERE kind = 'section' AND status = 'running' AND lease_owner LIKE $1""",
             database_url,
             owner,
         )
@@ -65,16 +66,17 @@ async def test_sigkill_mid_run_loses_nothing_and_redoes_only_in_flight_work(
             orphaned = {
                 (r["topic"], r["title"])
                 for r in await conn.fetch(
-                    """SELECT j.topic, s.title FROM sections s JOIN jobs j ON j.id = s.job_id
-                       WHERE s.status = 'running' AND s.lease_owner LIKE $1""",
+                    """SELECT j.topic, s.title FROM steps s JOIN jobs j ON j.id = s.job_id
+                       WHERE s.kind = 'section' AND s.status = 'running'
+                         AND s.lease_owner LIKE $1""",
                     owner,
                 )
             }
             finished_before = {
                 (r["topic"], r["title"])
                 for r in await conn.fetch(
-                    """SELECT j.topic, s.title FROM sections s JOIN jobs j ON j.id = s.job_id
-                       WHERE s.status = 'done'"""
+                    """SELECT j.topic, s.title FROM steps s JOIN jobs j ON j.id = s.job_id
+                       WHERE s.kind = 'section' AND s.status = 'done'"""
                 )
             }
         finally:
@@ -99,6 +101,52 @@ async def test_sigkill_mid_run_loses_nothing_and_redoes_only_in_flight_work(
     assert {key for key, n in calls.items() if n == 2} <= orphaned
 
 
+async def test_kill_9_redoes_at_most_concurrency_model_calls(
+    database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    """A worker holds a step from its claim until its result is committed, so when it is
+    killed, at most `--concurrency` of its model calls have to be made again."""
+    fake_llm.configure(
+        FakeConfig(
+            outline=Faults(latency=0.05, jitter=0.1), section=Faults(latency=0.2, jitter=0.4)
+        )
+    )
+    reports, sections, concurrency = 10, 6, 8
+    with cluster(database_url, fake_llm.base_url, tmp_path) as running:
+        running.start_api()
+        victim = running.start_worker("victim", concurrency=concurrency)
+        running.start_worker("survivor", concurrency=concurrency)
+        await post_reports(running.api_url, reports, "Bound")
+        # Mid-run: the victim has written sections and has calls in flight.
+        await wait_until(
+            """SELECT count(*) FILTER (WHERE status = 'done' AND claimed_by LIKE $1) >= $2
+                      AND count(*) FILTER (WHERE status = 'running' AND lease_owner LIKE $1)
+                          >= $2
+               FROM steps WHERE kind = 'section'""",
+            database_url,
+            f"%:{victim.pid}:%",
+            concurrency // 2,
+        )
+        victim.signal(signal.SIGKILL)
+        victim.wait(timeout=5)
+        await wait_until(
+            "SELECT count(*) = $1 FROM jobs WHERE status = 'completed'",
+            database_url,
+            reports,
+            timeout=60,
+        )
+        conn = await asyncpg.connect(database_url)
+        try:
+            held = await conn.fetchval("SELECT max(attempts) FROM steps WHERE kind = 'section'")
+        finally:
+            await conn.close()
+    calls = fake_llm.stats().calls
+    useful = reports * (1 + sections)
+    made = calls.get("outline", 0) + calls.get("section", 0)
+    assert held == 2  # the kill caught steps in flight, which were taken over
+    assert useful <= made <= useful + concurrency, calls
+
+
 async def test_sigterm_during_a_call_releases_rows_for_immediate_reclaim(
     database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
 ) -> None:
@@ -108,7 +156,10 @@ async def test_sigterm_during_a_call_releases_rows_for_immediate_reclaim(
         running.start_api()
         worker = running.start_worker("worker", SHUTDOWN_GRACE_SECONDS=str(grace))
         await post_reports(running.api_url, 1, "Shutdown")
-        await wait_until("SELECT count(*) = 6 FROM sections WHERE status = 'running'", database_url)
+        await wait_until(
+            "SELECT count(*) = 6 FROM steps WHERE kind = 'section' AND status = 'running'",
+            database_url,
+        )
         await wait_until_calls(fake_llm, "section", 6)
         started = time.monotonic()
         worker.signal(signal.SIGTERM)
@@ -121,7 +172,7 @@ async def test_sigterm_during_a_call_releases_rows_for_immediate_reclaim(
         try:
             rows = await conn.fetch(
                 """SELECT status, attempts, lease_owner, run_after <= now() AS ready
-                   FROM sections"""
+                   FROM steps WHERE kind = 'section'"""
             )
         finally:
             await conn.close()
@@ -157,7 +208,8 @@ async def test_a_released_step_is_taken_by_another_worker_at_once(
         released_at = time.monotonic()
         # NOTIFY wakes the second worker; its 30 s poll interval would be far too late.
         await wait_until(
-            "SELECT count(*) = 6 FROM sections WHERE status = 'running' AND lease_owner LIKE $1",
+            """SELECT count(*) = 6 FROM steps
+               WHERE kind = 'section' AND status = 'running' AND lease_owner LIKE $1""",
             database_url,
             f"%:{second.pid}:%",
             timeout=10,
@@ -192,7 +244,9 @@ async def test_postgres_restart_mid_run(
             running.start_api()
             worker = running.start_worker("worker", concurrency=16)
             job_ids = await post_reports(running.api_url, reports, "Restart")
-            await wait_until("SELECT count(*) >= 5 FROM sections WHERE status = 'done'", url)
+            await wait_until(
+                "SELECT count(*) >= 5 FROM steps WHERE kind = 'section' AND status = 'done'", url
+            )
 
             await asyncio.to_thread(server.stop)
             async with httpx.AsyncClient(base_url=running.api_url, timeout=10) as http:
@@ -217,7 +271,7 @@ async def test_postgres_restart_mid_run(
                     jobs = await conn.fetch("SELECT status, count(*) FROM jobs GROUP BY 1")
                     secs = await conn.fetch(
                         "SELECT status, lease_owner, lease_expires_at < now() AS expired, count(*)"
-                        " FROM sections GROUP BY 1, 2, 3"
+                        " FROM steps GROUP BY 1, 2, 3"
                     )
                     await conn.close()
                     raise AssertionError(

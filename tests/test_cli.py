@@ -11,9 +11,8 @@ import asyncpg
 
 from reportsvc.domain import JobOptions
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import running_worker, submit, wait_for_job
+from tests.helpers import Stores, running_worker, submit, wait_for_job
 
 
 async def reportsvc(database_url: str, *args: str) -> tuple[int, str]:
@@ -38,8 +37,10 @@ async def finished_job(pool: asyncpg.Pool, status: str, age: str) -> UUID:
         age,
     )
     await pool.execute(
-        """INSERT INTO sections (job_id, position, title, status)
-           VALUES ($1, 0, 'I. A', CASE WHEN $2 = 'completed' THEN 'done' ELSE 'failed' END)""",
+        """INSERT INTO steps (job_id, kind, position, title, status)
+           VALUES ($1, 'outline', 0, NULL, 'done'),
+                  ($1, 'section', 0, 'I. A',
+                   CASE WHEN $2 = 'completed' THEN 'done' ELSE 'failed' END)""",
         job_id,
         status,
     )
@@ -47,12 +48,12 @@ async def finished_job(pool: asyncpg.Pool, status: str, age: str) -> UUID:
 
 
 async def test_prune_deletes_only_old_finished_jobs(
-    database_url: str, store: Store, pool: asyncpg.Pool
+    database_url: str, stores: Stores, pool: asyncpg.Pool
 ) -> None:
     old_done = await finished_job(pool, "completed", "8 days")
     old_failed = await finished_job(pool, "failed", "30 days")
     recent = await finished_job(pool, "completed", "1 day")
-    running = await submit(store)
+    running = await submit(stores)
     code, out = await reportsvc(database_url, "prune", "--older-than", "7d")
     assert code == 0, out
     assert "deleted 2 finished job(s)" in out
@@ -60,7 +61,7 @@ async def test_prune_deletes_only_old_finished_jobs(
     assert left == {recent, running}
     assert not {old_done, old_failed} & left
     orphans = await pool.fetchval(
-        """SELECT count(*) FROM sections s
+        """SELECT count(*) FROM steps s
            WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.job_id)"""
     )
     assert orphans == 0
@@ -73,41 +74,41 @@ async def test_prune_refuses_a_bad_duration(database_url: str) -> None:
 
 
 async def test_retry_requeues_a_failed_jobs_failed_sections(
-    database_url: str, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    database_url: str, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(error_rate=1.0, error_status=503)))
-    job_id = await submit(store, sections=3)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores, sections=3)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     fake_llm.configure(FakeConfig())
     code, out = await reportsvc(database_url, "retry", str(job_id))
     assert code == 0, out
     assert "re-queued" in out
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "completed"
     assert job.error is None
     assert len(job.done_sections) == 3
 
 
 async def test_retry_of_a_failed_outline_starts_over(
-    database_url: str, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    database_url: str, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(error_rate=1.0, error_status=401)))
-    job_id = await submit(store)
-    async with running_worker(store, settings):
-        assert (await wait_for_job(store, job_id)).status == "failed"
+    job_id = await submit(stores)
+    async with running_worker(stores, settings):
+        assert (await wait_for_job(stores, job_id)).status == "failed"
     fake_llm.configure(FakeConfig())
     code, out = await reportsvc(database_url, "retry", str(job_id))
     assert code == 0, out
     assert "from its outline step" in out
-    async with running_worker(store, settings):
-        assert (await wait_for_job(store, job_id)).status == "completed"
+    async with running_worker(stores, settings):
+        assert (await wait_for_job(stores, job_id)).status == "completed"
 
 
 async def test_retry_and_cancel_refuse_what_they_cannot_do(
-    database_url: str, store: Store, pool: asyncpg.Pool
+    database_url: str, stores: Stores, pool: asyncpg.Pool
 ) -> None:
     done = await finished_job(pool, "completed", "1 hour")
     code, out = await reportsvc(database_url, "retry", str(done))
@@ -123,25 +124,25 @@ async def test_retry_and_cancel_refuse_what_they_cannot_do(
     assert "no job" in out
 
 
-async def test_cancel_from_the_command_line(database_url: str, store: Store) -> None:
-    job_id = await store.create_job(
+async def test_cancel_from_the_command_line(database_url: str, stores: Stores) -> None:
+    job_id = await stores.reports.create_job(
         topic="t", model="m", options=JobOptions(sections=2), idempotency_key=None,
         timeout_seconds=60,
     )  # fmt: skip
     code, out = await reportsvc(database_url, "cancel", str(job_id))
     assert code == 0, out
     assert job_id is not None
-    job = await store.get_job(job_id)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status == "cancelled"
 
 
 async def test_workers_prune_periodically(
-    store: Store, settings: Settings, pool: asyncpg.Pool, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, pool: asyncpg.Pool, fake_llm: FakeLLMThread
 ) -> None:
     old = await finished_job(pool, "completed", "3 days")
     settings = settings.model_copy(update={"prune_after": "2d"})
-    async with running_worker(store, settings, prune_every_seconds=0.1):
+    async with running_worker(stores, settings, prune_every_seconds=0.1):
         for _ in range(100):
             if not await pool.fetchval("SELECT count(*) FROM jobs WHERE id = $1", old):
                 break

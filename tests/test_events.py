@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import running_worker, wait_for_job
+from tests.helpers import Stores, running_worker, wait_for_job
 from tests.processes import cluster
 from tests.sse import read_events
 
@@ -26,11 +25,11 @@ async def collect(client: httpx.AsyncClient, url: str) -> list[tuple[str, dict[s
 
 
 async def test_a_finished_job_replays_its_steps_then_closes(
-    client: httpx.AsyncClient, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    client: httpx.AsyncClient, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     job_id = (await client.post("/reports", json={"topic": "Tides"})).json()["jobId"]
-    async with running_worker(store, settings):
-        await wait_for_job(store, UUID(job_id))
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, UUID(job_id))
     events = await collect(client, f"/reports/{job_id}/events")
     names = [name for name, _ in events]
     assert names == ["progress"] * (1 + settings.default_sections) + ["completed"]

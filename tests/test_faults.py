@@ -13,18 +13,17 @@ from reportsvc.api.app import create_app
 from reportsvc.domain import JobOptions
 from reportsvc.embedded import free_port
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import make_settings, running_worker, submit, wait_for_job
+from tests.helpers import Stores, make_settings, running_worker, submit, wait_for_job
 
 
 async def run_reports(
-    store: Store, settings: Settings, count: int, *, timeout: float = 30, sections: int = 4
+    stores: Stores, settings: Settings, count: int, *, timeout: float = 30, sections: int = 4
 ) -> list[UUID]:
-    job_ids = [await submit(store, f"Topic {i}", sections=sections) for i in range(count)]
-    async with running_worker(store, settings):
+    job_ids = [await submit(stores, f"Topic {i}", sections=sections) for i in range(count)]
+    async with running_worker(stores, settings):
         for job_id in job_ids:
-            await wait_for_job(store, job_id, timeout=timeout)
+            await wait_for_job(stores, job_id, timeout=timeout)
     return job_ids
 
 
@@ -34,28 +33,28 @@ async def job_statuses(pool: asyncpg.Pool) -> dict[str, int]:
 
 
 async def test_429s_with_retry_after_are_waited_out_by_the_sdk(
-    store: Store, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(fail_first=6, error_status=429, retry_after=0.2)))
     settings = make_settings(
         database_url=database_url, openai_base_url=fake_llm.base_url, openai_max_retries=3
     )
-    await run_reports(store, settings, 2)
+    await run_reports(stores, settings, 2)
     assert await job_statuses(pool) == {"completed": 2}
     stats = fake_llm.stats()
     assert stats.statuses["429"] == 6
     # The SDK retried inside the calls: no step needed a second attempt.
-    assert await pool.fetchval("SELECT max(attempts) FROM sections") == 1
+    assert await pool.fetchval("SELECT max(attempts) FROM steps") == 1
 
 
 async def test_endless_429s_fail_the_job_with_a_rate_limit_message(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(
         FakeConfig(outline=Faults(error_rate=1.0, error_status=429, retry_after=0.01))
     )
-    [job_id] = await run_reports(store, settings, 1)
-    job = await store.get_job(job_id)
+    [job_id] = await run_reports(stores, settings, 1)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status == "failed"
     assert job.error is not None
@@ -63,7 +62,7 @@ async def test_endless_429s_fail_the_job_with_a_rate_limit_message(
 
 
 async def test_500s_at_a_rate_are_retried_until_every_report_completes(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(
         FakeConfig(
@@ -73,16 +72,16 @@ async def test_500s_at_a_rate_are_retried_until_every_report_completes(
         )
     )
     settings = settings.model_copy(update={"max_attempts": 10})
-    await run_reports(store, settings, 8)
+    await run_reports(stores, settings, 8)
     assert await job_statuses(pool) == {"completed": 8}
     assert fake_llm.stats().statuses["500"] > 0
-    assert await pool.fetchval("SELECT max(attempts) FROM sections") > 1
+    assert await pool.fetchval("SELECT max(attempts) FROM steps") > 1
     # A retried section still has exactly one result.
-    assert await pool.fetchval("SELECT count(*) FROM sections WHERE status <> 'done'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM steps WHERE status <> 'done'") == 0
 
 
 async def test_hangs_past_the_timeout_are_retried(
-    store: Store, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(hang_rate=0.3, hang_seconds=30), seed=3))
     settings = make_settings(
@@ -91,20 +90,20 @@ async def test_hangs_past_the_timeout_are_retried(
         openai_timeout=0.3,
         max_attempts=10,
     )
-    await run_reports(store, settings, 4)
+    await run_reports(stores, settings, 4)
     assert await job_statuses(pool) == {"completed": 4}
-    assert await pool.fetchval("SELECT max(attempts) FROM sections") > 1
+    assert await pool.fetchval("SELECT max(attempts) FROM steps") > 1
 
 
 async def test_a_model_that_always_hangs_fails_the_job_in_bounded_time(
-    store: Store, database_url: str, fake_llm: FakeLLMThread
+    stores: Stores, database_url: str, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(hang_rate=1.0, hang_seconds=30)))
     settings = make_settings(
         database_url=database_url, openai_base_url=fake_llm.base_url, openai_timeout=0.2
     )
-    [job_id] = await run_reports(store, settings, 1, timeout=15)
-    job = await store.get_job(job_id)
+    [job_id] = await run_reports(stores, settings, 1, timeout=15)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status == "failed"
     assert job.error is not None
@@ -112,7 +111,7 @@ async def test_a_model_that_always_hangs_fails_the_job_in_bounded_time(
 
 
 async def test_the_step_timeout_bounds_a_call_whatever_the_sdk_does(
-    store: Store, database_url: str, fake_llm: FakeLLMThread
+    stores: Stores, database_url: str, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(hang_rate=1.0, hang_seconds=30)))
     settings = make_settings(
@@ -122,8 +121,8 @@ async def test_the_step_timeout_bounds_a_call_whatever_the_sdk_does(
         step_timeout_seconds=0.3,
         max_attempts=2,
     )
-    [job_id] = await run_reports(store, settings, 1, timeout=15)
-    job = await store.get_job(job_id)
+    [job_id] = await run_reports(stores, settings, 1, timeout=15)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status == "failed"
     assert job.error is not None
@@ -131,22 +130,21 @@ async def test_the_step_timeout_bounds_a_call_whatever_the_sdk_does(
 
 
 async def test_at_a_total_failure_rate_no_job_is_left_processing(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(error_rate=0.5), section=Faults(error_rate=1.0)))
     started = time.monotonic()
-    await run_reports(store, settings, 10, timeout=30)
+    await run_reports(stores, settings, 10, timeout=30)
     assert await job_statuses(pool) == {"failed": 10}
     assert (
-        await pool.fetchval("SELECT count(*) FROM sections WHERE status IN ('queued', 'running')")
-        == 0
+        await pool.fetchval("SELECT count(*) FROM steps WHERE status IN ('queued', 'running')") == 0
     )
     # Bounded by attempts and backoff, not by the test's patience.
     assert time.monotonic() - started < 30
 
 
 async def test_a_job_past_its_deadline_fails_and_its_steps_stop(
-    store: Store, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(hang_rate=1.0, hang_seconds=30)))
     settings = make_settings(
@@ -155,7 +153,7 @@ async def test_a_job_past_its_deadline_fails_and_its_steps_stop(
         job_timeout_seconds=1.0,
         lease_seconds=1.0,
     )
-    job_id = await store.create_job(
+    job_id = await stores.reports.create_job(
         topic="Slow",
         model="m",
         options=JobOptions(sections=3),
@@ -163,8 +161,8 @@ async def test_a_job_past_its_deadline_fails_and_its_steps_stop(
         timeout_seconds=1.0,
     )
     assert job_id is not None
-    async with running_worker(store, settings) as worker:
-        job = await wait_for_job(store, job_id, timeout=20)
+    async with running_worker(stores, settings) as worker:
+        job = await wait_for_job(stores, job_id, timeout=20)
         assert job.status == "failed"
         assert job.error is not None
         assert "deadline" in job.error
@@ -172,23 +170,25 @@ async def test_a_job_past_its_deadline_fails_and_its_steps_stop(
         while worker.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert worker.in_flight == 0
-    statuses = await pool.fetch("SELECT status FROM sections WHERE job_id = $1", job_id)
+    statuses = await pool.fetch(
+        "SELECT status FROM steps WHERE job_id = $1 AND kind = 'section'", job_id
+    )
     assert {r[0] for r in statuses} == {"cancelled"}
 
 
 async def test_empty_sections_are_retried_and_reasoning_is_stripped(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(
         FakeConfig(section=Faults(fail_first=0, empty_rate=0.4), think_tags=True, seed=1)
     )
     settings = settings.model_copy(update={"max_attempts": 10})
-    [job_id] = await run_reports(store, settings, 1, sections=6)
-    job = await store.get_job(job_id)
+    [job_id] = await run_reports(stores, settings, 1, sections=6)
+    job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status == "completed"
     assert all("<think>" not in text and text for text in job.done_sections.values())
-    assert await pool.fetchval("SELECT max(attempts) FROM sections") > 1
+    assert await pool.fetchval("SELECT max(attempts) FROM steps") > 1
 
 
 async def test_api_answers_503_when_the_database_is_unreachable(fake_llm: FakeLLMThread) -> None:

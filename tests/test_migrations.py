@@ -16,9 +16,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from reportsvc.db import migrate
-from reportsvc.db.engine import create_engine
+from reportsvc.db.engine import create_engine, create_pool
 from reportsvc.db.schema import metadata
+from reportsvc.llm.fake import FakeLLMThread
+from reportsvc.queue.notifications import Publisher
 from tests.conftest import with_database
+from tests.helpers import Stores, make_settings, running_worker, wait_for_job
 
 
 @pytest.fixture
@@ -44,11 +47,11 @@ async def tables(url: str) -> set[str]:
 
 async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: str) -> None:
     await asyncio.to_thread(migrate.upgrade, empty_database)
-    assert await tables(empty_database) == {"jobs", "sections", "api_tokens", "alembic_version"}
+    assert await tables(empty_database) == {"jobs", "steps", "api_tokens", "alembic_version"}
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
     assert await tables(empty_database) == {"alembic_version"}
     await asyncio.to_thread(migrate.upgrade, empty_database)
-    assert await tables(empty_database) >= {"jobs", "sections"}
+    assert await tables(empty_database) >= {"jobs", "steps"}
 
 
 async def test_migrations_match_the_schema_in_code(database_url: str) -> None:
@@ -69,7 +72,7 @@ async def test_queue_tables_carry_their_storage_parameters(database_url: str) ->
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('jobs', 'sections')"
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('jobs', 'steps')"
         )
     finally:
         await conn.close()
@@ -91,4 +94,63 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
     ]  # fmt: skip
     outputs = [await p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
-    assert await tables(empty_database) == {"jobs", "sections", "api_tokens", "alembic_version"}
+    assert await tables(empty_database) == {"jobs", "steps", "api_tokens", "alembic_version"}
+
+
+async def test_jobs_mid_outline_or_mid_sections_finish_after_the_upgrade_to_one_step_table(
+    empty_database: str, fake_llm: FakeLLMThread
+) -> None:
+    """Rows written by the two-table layout (revision 0003) carry on after `migrate`."""
+    await asyncio.to_thread(migrate.upgrade, empty_database, "0003")
+    conn = await asyncpg.connect(empty_database)
+    try:
+        options = '{"sections": 2}'
+        waiting = await conn.fetchval(
+            """INSERT INTO jobs (topic, model, options, deadline_at)
+               VALUES ('Waiting', 'm', $1::jsonb, now() + interval '1 hour') RETURNING id""",
+            options,
+        )
+        outlining = await conn.fetchval(
+            """INSERT INTO jobs (topic, model, options, deadline_at, status, attempts,
+                                 lease_owner, lease_expires_at, started_at)
+               VALUES ('Outlining', 'm', $1::jsonb, now() + interval '1 hour', 'outlining', 1,
+                       'old-worker', now() + interval '1 minute', now()) RETURNING id""",
+            options,
+        )
+        writing = await conn.fetchval(
+            """INSERT INTO jobs (topic, model, options, deadline_at, status, attempts, outline,
+                                 sections_total, sections_done, prompt_tokens, completion_tokens)
+               VALUES ('Writing', 'm', '{"sections": 3}'::jsonb, now() + interval '1 hour',
+                       'writing', 1, ARRAY['I. A', 'II. B', 'III. C'], 3, 1, 10, 20)
+               RETURNING id"""
+        )
+        await conn.execute(
+            """INSERT INTO sections (job_id, position, title, status, attempts, content,
+                                     lease_owner, lease_expires_at, prompt_tokens)
+               VALUES ($1, 0, 'I. A', 'done', 1, 'kept text', NULL, NULL, 5),
+                      ($1, 1, 'II. B', 'running', 1, NULL, 'old-worker',
+                       now() + interval '1 minute', 0),
+                      ($1, 2, 'III. C', 'queued', 0, NULL, NULL, NULL, 0)""",
+            writing,
+        )
+    finally:
+        await conn.close()
+
+    await asyncio.to_thread(migrate.upgrade, empty_database)
+    settings = make_settings(database_url=empty_database, openai_base_url=fake_llm.base_url)
+    pool = await create_pool(empty_database, min_size=1, max_size=4)
+    publisher = Publisher(pool)
+    stores = Stores.on(pool, publisher)
+    try:
+        async with running_worker(stores, settings):
+            jobs = [await wait_for_job(stores, j) for j in (waiting, outlining, writing)]
+    finally:
+        await publisher.close()
+        await pool.close()
+    assert [j.status for j in jobs] == ["completed"] * 3
+    written = jobs[2]
+    assert written.done_sections["I. A"] == "kept text"  # not written again
+    assert list(written.done_sections) == ["I. A", "II. B", "III. C"]
+    # The outline's tokens moved to its step; the section's stayed with it.
+    assert written.prompt_tokens >= 15
+    assert fake_llm.stats().calls == {"outline": 2, "section": 2 + 2 + 2}

@@ -16,10 +16,9 @@ from reportsvc.api.app import create_app
 from reportsvc.db.migrate import head_revision
 from reportsvc.embedded import free_port
 from reportsvc.llm.fake import FakeLLMThread
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
 from tests.conftest import with_database
-from tests.helpers import make_settings, running_worker, submit, wait_for_job
+from tests.helpers import Stores, make_settings, running_worker, submit, wait_for_job
 from tests.processes import cluster
 
 
@@ -76,7 +75,7 @@ async def test_readyz_is_503_while_the_database_is_unreachable() -> None:
 
 
 async def test_metrics_show_jobs_queue_and_model_calls(
-    client: httpx.AsyncClient, store: Store, settings: Settings, fake_llm: FakeLLMThread
+    client: httpx.AsyncClient, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     before = (await client.get("/metrics")).text
     # Model-call metrics are per process, and earlier tests ran workers in this one.
@@ -86,15 +85,15 @@ async def test_metrics_show_jobs_queue_and_model_calls(
     for _ in range(3):
         await client.post("/reports", json={"topic": "Metrics"})
     text = (await client.get("/metrics")).text
-    assert metric(text, "reportsvc_jobs", status="queued") == 3
+    assert metric(text, "reportsvc_jobs", status="outlining") == 3
     assert metric(text, "reportsvc_queue_ready", step="outline") == 3
     assert metric(text, "reportsvc_queue_ready", step="section") == 0
     assert metric(text, "reportsvc_queue_oldest_ready_seconds", step="outline") >= 0
-    async with running_worker(store, settings):
-        job_id = await submit(store, sections=2)
-        await wait_for_job(store, job_id)
-        for job in await store.list_jobs(statuses=None, limit=10, before=None):
-            await wait_for_job(store, job.id)
+    async with running_worker(stores, settings):
+        job_id = await submit(stores, sections=2)
+        await wait_for_job(stores, job_id)
+        for job in await stores.reports.list_jobs(statuses=None, limit=10, before=None):
+            await wait_for_job(stores, job.id)
     text = (await client.get("/metrics")).text
     assert metric(text, "reportsvc_jobs", status="completed") == 4
     assert metric(text, "reportsvc_queue_ready", step="outline") == 0

@@ -7,7 +7,13 @@ from typing import Any
 
 import asyncpg
 
-from reportsvc.queue.sql import QUERIES
+from reportsvc.queue.sql import load_queries
+
+QUERIES = {
+    **load_queries("steps.sql"),
+    **load_queries("reports.sql"),
+    **load_queries("operations.sql"),
+}
 
 
 def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -39,8 +45,8 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
                    FROM generate_series(1, 5000)
                    RETURNING id
                )
-               INSERT INTO sections (job_id, position, title, status, attempts, content)
-               SELECT id, p - 1, (ARRAY['a', 'b', 'c', 'd'])[p], 'done', 1, 'text'
+               INSERT INTO steps (job_id, kind, position, title, status, attempts, content)
+               SELECT id, 'section', p - 1, (ARRAY['a', 'b', 'c', 'd'])[p], 'done', 1, 'text'
                FROM finished, generate_series(1, 4) p"""
         )
         await conn.execute(
@@ -50,27 +56,29 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
                    FROM generate_series(1, 20)
                    RETURNING id
                )
-               INSERT INTO sections (job_id, position, title)
-               SELECT id, p - 1, (ARRAY['a', 'b'])[p] FROM live, generate_series(1, 2) p"""
+               INSERT INTO steps (job_id, kind, position, title)
+               SELECT id, 'section', p - 1, (ARRAY['a', 'b'])[p]
+               FROM live, generate_series(1, 2) p"""
         )
         await conn.execute(
-            """INSERT INTO jobs (topic, model, deadline_at)
-               SELECT 't', 'm', now() + interval '1 day' FROM generate_series(1, 20)"""
+            """WITH new AS (
+                   INSERT INTO jobs (topic, model, deadline_at)
+                   SELECT 't', 'm', now() + interval '1 day' FROM generate_series(1, 20)
+                   RETURNING id
+               )
+               INSERT INTO steps (job_id, kind, priority) SELECT id, 'outline', 1 FROM new"""
         )
         await conn.execute("ANALYZE jobs")
-        await conn.execute("ANALYZE sections")
+        await conn.execute("ANALYZE steps")
 
-        nodes = await explain(conn, "claim_sections", "w", 10, 30.0)
-        scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "sections"}
-        assert "sections_claim_idx" in scans
+        nodes = await explain(conn, "claim_steps", "w", 10, 30.0)
+        scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "steps"}
+        assert "steps_claim_idx" in scans
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
+        # In claim order: no sort on top of the index scan.
+        assert not [n for n in nodes if n["Node Type"] == "Sort"], nodes
 
-        nodes = await explain(conn, "claim_outlines", "w", 10, 30.0)
-        scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "jobs"}
-        assert "jobs_claim_idx" in scans
-        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
-
-        nodes = await explain(conn, "rescue_sections", 5)
+        nodes = await explain(conn, "rescue_steps", 5, "lost")
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
 
 
@@ -83,7 +91,7 @@ async def test_listing_one_owners_jobs_uses_the_owner_index(pool: asyncpg.Pool) 
                FROM generate_series(1, 5000) g"""
         )
         await conn.execute("ANALYZE jobs")
-        for statuses in (None, ["queued"]):
+        for statuses in (None, ["outlining"]):
             nodes = await explain(conn, "list_owner_jobs", statuses, 20, None, None, "alice")
             scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "jobs"}
             assert scans == {"jobs_owner_created_at_idx"}, nodes

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.routes import HTTPRoute
 from pydantic import SecretStr
 
 from reportsvc.api import guard
-from reportsvc.api.guard import token_hash
-from reportsvc.queue.store import Store
+from reportsvc.api.app import create_app
+from reportsvc.queue.tokens import token_hash
 from reportsvc.settings import Settings
 from tests.conftest import api_client
+from tests.helpers import Stores
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
 BETA = {"Authorization": "Bearer beta-secret"}
@@ -50,6 +54,44 @@ async def test_reports_need_a_token_and_health_and_docs_do_not(locked: httpx.Asy
         assert (await locked.get(path)).status_code == 200, path
 
 
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/swagger")
+
+
+def protected_routes(app: Litestar) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, but the public ones: health, metrics, docs."""
+    routes = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith(PUBLIC_PATHS):
+            continue
+        path = re.sub(r"\{[^}]+\}", "5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30", route.path)
+        routes += [(method, path) for method in route.methods if method not in ("OPTIONS", "HEAD")]
+    return sorted(routes)
+
+
+async def test_every_endpoint_but_the_public_ones_refuses_a_missing_or_wrong_token(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    locked_settings = settings.model_copy(update={"api_tokens": [_secret("alpha-secret")]})
+    app = create_app(locked_settings, pool=pool)
+    routes = protected_routes(app)
+    # The enumeration finds the report endpoints (so a new one cannot slip past it).
+    assert ("POST", "/reports") in routes
+    assert ("DELETE", "/reports/5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30") in routes
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            for method, path in routes:
+                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}):
+                    # A body the schema refuses: the token is checked first all the same.
+                    response = await client.request(
+                        method, path, json={"topic": 1}, headers=headers
+                    )
+                    assert response.status_code == 401, (method, path, headers, response.text)
+                    assert response.json()["code"] == "unauthorized"
+    finally:
+        await app.state.services.events.close()
+
+
 async def test_a_job_exists_only_for_the_token_that_created_it(locked: httpx.AsyncClient) -> None:
     job_id = (await locked.post("/reports", json={"topic": "Mine"}, headers=ALPHA)).json()["jobId"]
     assert (await locked.get(f"/reports/{job_id}", headers=ALPHA)).status_code == 200
@@ -73,7 +115,7 @@ async def test_idempotency_keys_are_per_token(locked: httpx.AsyncClient) -> None
 
 
 async def test_tokens_in_the_table_lock_the_door_and_revoking_closes_it(
-    settings: Settings, pool: asyncpg.Pool, store: Store, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, pool: asyncpg.Pool, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(guard, "TOKEN_REFRESH_SECONDS", 0.0)
     first = {"Authorization": "Bearer first-secret"}
@@ -85,14 +127,14 @@ async def test_tokens_in_the_table_lock_the_door_and_revoking_closes_it(
 
     async with api_client(settings, pool) as client:
         assert await post() == 202  # no token anywhere: the API is open
-        assert await store.add_token("first", token_hash("first-secret"))
-        assert await store.add_token("second", token_hash("second-secret"))
+        assert await stores.tokens.add_token("first", token_hash("first-secret"))
+        assert await stores.tokens.add_token("second", token_hash("second-secret"))
         assert await post() == 401
         assert await post(first) == 202
-        assert await store.revoke_token("first")
+        assert await stores.tokens.revoke_token("first")
         assert await post(first) == 401
         assert await post(second) == 202
-        assert await store.revoke_token("second")
+        assert await stores.tokens.revoke_token("second")
         assert await post() == 202  # no active token left: open again
     hashes = {r[0] for r in await pool.fetch("SELECT token_hash FROM api_tokens")}
     assert hashes == {token_hash("first-secret"), token_hash("second-secret")}  # never tokens

@@ -1,5 +1,14 @@
 """A property test of the queue: random interleavings of claims, completions, failures,
-crashes, late writes and cancellations never break the invariants a user relies on."""
+releases, crashes, late writes, heartbeats and cancellations never break the invariants a
+user relies on, each checked against the database itself:
+
+- no step is ever leased to two live owners at once: the running rows are exactly the
+  steps the model's live workers hold, with their attempt;
+- every result is written once: a trigger logs each step's transition to `done`, and no
+  step appears twice; what a step holds is what the one accepted write sent;
+- a job's counter equals its done rows; completed means every step done; progress never
+  goes down; a finished job stays finished.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +21,31 @@ from uuid import UUID
 import asyncpg
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    consumes,
-    invariant,
-    rule,
-)
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from reportsvc.db.engine import create_pool
-from reportsvc.domain import JobOptions, OutlineTask, SectionTask, Task
-from reportsvc.queue.store import FinishedSection, SectionFailure, SectionRetry, Store
+from reportsvc.domain import JobOptions, JobStatus, Step, StepKind, StepResult
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.outcomes import Done, Failed, Released
+from tests.helpers import Stores
 
 T = TypeVar("T")
 WORKERS = ("a", "b", "c")
 MAX_ATTEMPTS = 3
-TERMINAL = {"completed", "failed", "cancelled"}
+TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+AUDIT = """
+CREATE TABLE IF NOT EXISTS done_log (step_id bigint NOT NULL, content text);
+CREATE OR REPLACE FUNCTION log_done() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO done_log VALUES (NEW.id, NEW.content);
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER steps_done_log AFTER UPDATE OF status ON steps FOR EACH ROW
+    WHEN (NEW.status = 'done' AND OLD.status <> 'done') EXECUTE FUNCTION log_done();
+TRUNCATE jobs CASCADE;
+TRUNCATE done_log;
+"""
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -39,10 +57,15 @@ class QueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.pool: asyncpg.Pool = self.run(create_pool(self.database_url, min_size=1, max_size=2))
-        self.run(self.pool.execute("TRUNCATE jobs CASCADE"))
-        self.store = Store(self.pool)
-        self.held: dict[str, list[Task]] = {w: [] for w in WORKERS}
-        self.stale: list[tuple[str, SectionTask]] = []
+        self.run(self.pool.execute(AUDIT))
+        self.publisher = Publisher(self.pool)
+        self.stores = Stores.on(self.pool, self.publisher)
+        # What each live worker holds: step id -> the step as claimed (its attempt).
+        self.held: dict[str, dict[int, Step]] = {w: {} for w in WORKERS}
+        # Steps whose worker lost its lease (it crashed or stalled); its writes must fail.
+        self.stale: list[tuple[str, Step]] = []
+        # The text of each section whose write was accepted.
+        self.accepted: dict[int, str] = {}
         self.progress: dict[UUID, float] = {}
         self.finished: dict[UUID, str] = {}
 
@@ -50,16 +73,22 @@ class QueueMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
-        self.run(self.store.publisher.close())
+        self.run(self.publisher.close())
         self.run(self.pool.close())
         self.loop.close()
+
+    def _take(self, worker: str, data: st.DataObject) -> Step | None:
+        if not self.held[worker]:
+            return None
+        step_id = data.draw(st.sampled_from(sorted(self.held[worker])))
+        return self.held[worker].pop(step_id)
 
     # --- rules ----------------------------------------------------------------------------
 
     @rule(target=jobs, sections=st.integers(1, 4))
     def submit(self, sections: int) -> UUID:
         job_id = self.run(
-            self.store.create_job(
+            self.stores.reports.create_job(
                 topic="t",
                 model="m",
                 options=JobOptions(sections=sections),
@@ -72,90 +101,125 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(worker=st.sampled_from(WORKERS), limit=st.integers(1, 5))
     def claim(self, worker: str, limit: int) -> None:
-        tasks = self.run(self.store.claim(worker, limit, 3600)).tasks
-        assert len(tasks) <= limit
-        everyone = {id(t) for ts in self.held.values() for t in ts}
-        assert not everyone & {id(t) for t in tasks}
-        self.held[worker].extend(tasks)
+        steps = self.run(self.stores.queue.claim(worker, limit, 3600)).steps
+        assert len(steps) <= limit
+        for step in steps:
+            holders = [w for w in WORKERS if step.id in self.held[w]]
+            assert holders == [], f"step {step.id} handed to {worker}, still held by {holders}"
+            self.held[worker][step.id] = step
 
     @rule(worker=st.sampled_from(WORKERS), data=st.data())
     def finish_one(self, worker: str, data: st.DataObject) -> None:
-        if not self.held[worker]:
+        step = self._take(worker, data)
+        if step is None:
             return
-        task = data.draw(st.sampled_from(self.held[worker]))
-        self.held[worker].remove(task)
-        if isinstance(task, OutlineTask):
-            titles = [f"{i}. title" for i in range(task.options.sections)]
-            self.run(self.store.complete_outline(worker, task.job_id, task.attempt, titles))
+        if step.kind is StepKind.OUTLINE:
+            result = StepResult(titles=[f"{i}. title" for i in range(step.options.sections)])
         else:
-            done = FinishedSection(task.section_id, task.attempt, "text")
-            self.run(self.store.complete_sections(worker, [done]))
+            result = StepResult(content=f"{worker}:{step.id}:{step.attempt}")
+        written = self.run(self.stores.queue.write(worker, [Done(step, result)]))
+        # A live lease holder's write is always accepted.
+        assert written.written == 1
+        if result.content is not None:
+            self.accepted[step.id] = result.content
 
     @rule(worker=st.sampled_from(WORKERS), data=st.data(), permanent=st.booleans())
     def fail_one(self, worker: str, data: st.DataObject, permanent: bool) -> None:
-        sections = [t for t in self.held[worker] if isinstance(t, SectionTask)]
-        if not sections:
+        step = self._take(worker, data)
+        if step is None:
             return
-        task = data.draw(st.sampled_from(sections))
-        self.held[worker].remove(task)
-        if permanent or task.attempt >= MAX_ATTEMPTS:
-            self.run(
-                self.store.fail_sections(
-                    worker, [SectionFailure(task.section_id, task.attempt, "x")]
-                )
-            )
-        else:
-            retry = SectionRetry(task.section_id, task.attempt, "x", 0.0)
-            self.run(self.store.retry_sections(worker, [retry]))
+        retry_in = None if permanent or step.attempt >= MAX_ATTEMPTS else 0.0
+        self.run(
+            self.stores.queue.write(worker, [Failed(step=step, reason="x", retry_in=retry_in)])
+        )
+
+    @rule(worker=st.sampled_from(WORKERS), data=st.data(), requeue=st.booleans())
+    def release_one(self, worker: str, data: st.DataObject, requeue: bool) -> None:
+        step = self._take(worker, data)
+        if step is not None:
+            self.run(self.stores.queue.write(worker, [Released(step, requeue=requeue)]))
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def heartbeat(self, worker: str) -> None:
+        """Leases renewed; steps of jobs that ended are abandoned, as the worker does."""
+        held = list(self.held[worker].values())
+        kept = self.run(self.stores.queue.extend_leases(worker, held, 3600))
+        assert kept <= {s.id for s in held}
+        for step in held:
+            if step.id not in kept:
+                del self.held[worker][step.id]
+                self.run(self.stores.queue.write(worker, [Released(step, requeue=False)]))
 
     @rule(worker=st.sampled_from(WORKERS))
     def crash(self, worker: str) -> None:
-        """The worker dies: its leases expire and the rescuer takes its steps back."""
+        """The worker dies (or stalls): its leases expire and the rescuer takes its steps
+        back. Its late writes must change nothing."""
         self.run(
             self.pool.execute(
-                """UPDATE sections SET lease_expires_at = now() - interval '1 second'
+                """UPDATE steps SET lease_expires_at = now() - interval '1 second'
                    WHERE lease_owner = $1""",
                 worker,
             )
         )
-        self.run(
-            self.pool.execute(
-                """UPDATE jobs SET lease_expires_at = now() - interval '1 second'
-                   WHERE lease_owner = $1""",
-                worker,
-            )
-        )
-        self.stale += [(worker, t) for t in self.held[worker] if isinstance(t, SectionTask)]
-        self.held[worker] = []
-        self.run(self.store.rescue(MAX_ATTEMPTS))
+        self.stale += [(worker, step) for step in self.held[worker].values()]
+        self.held[worker] = {}
+        self.run(self.stores.queue.rescue(MAX_ATTEMPTS))
 
     @rule(data=st.data())
-    def late_write_from_a_dead_worker(self, data: st.DataObject) -> None:
+    def late_write_from_a_lost_lease(self, data: st.DataObject) -> None:
         if not self.stale:
             return
-        worker, task = data.draw(st.sampled_from(self.stale))
-        self.stale.remove((worker, task))
-        written = self.run(
-            self.store.complete_sections(
-                worker, [FinishedSection(task.section_id, task.attempt, "late")]
-            )
-        ).written
-        assert written == 0
+        worker, step = data.draw(st.sampled_from(self.stale))
+        self.stale.remove((worker, step))
+        result = (
+            StepResult(titles=["late"])
+            if step.kind is StepKind.OUTLINE
+            else StepResult(content="late")
+        )
+        written = self.run(self.stores.queue.write(worker, [Done(step, result)]))
+        assert written.written == 0
 
     @rule(job_id=consumes(jobs))
     def cancel(self, job_id: UUID) -> None:
-        status = self.run(self.store.cancel_job(job_id))
+        status = self.run(self.stores.reports.cancel_job(job_id))
         assert status in TERMINAL
 
-    # --- invariants -----------------------------------------------------------------------
+    # --- invariants, read from the database ---------------------------------------------------
+
+    @invariant()
+    def running_rows_are_exactly_what_live_workers_hold(self) -> None:
+        rows = self.run(
+            self.pool.fetch("SELECT id, lease_owner, attempts FROM steps WHERE status = 'running'")
+        )
+        in_db = {(r["id"], r["lease_owner"], r["attempts"]) for r in rows}
+        in_model = {(s.id, w, s.attempt) for w in WORKERS for s in self.held[w].values()}
+        assert in_db == in_model
+        # Hence no step has two live owners.
+        ids = [step_id for step_id, _, _ in in_model]
+        assert len(ids) == len(set(ids))
+
+    @invariant()
+    def every_result_is_written_once(self) -> None:
+        twice = self.run(
+            self.pool.fetchval("SELECT count(*) FROM (SELECT step_id FROM done_log "
+                               "GROUP BY step_id HAVING count(*) > 1) t")
+        )  # fmt: skip
+        assert twice == 0
+        rows = self.run(
+            self.pool.fetch(
+                "SELECT id, content FROM steps WHERE status = 'done' AND kind <> 'outline'"
+            )
+        )
+        assert {r["id"]: r["content"] for r in rows} == self.accepted
 
     @invariant()
     def counters_match_rows(self) -> None:
         bad = self.run(
             self.pool.fetchval(
                 """SELECT count(*) FROM jobs j
-                   WHERE sections_done <> (SELECT count(*) FROM sections s
-                                           WHERE s.job_id = j.id AND s.status = 'done')"""
+                   WHERE sections_done <> (SELECT count(*) FROM steps s
+                                           WHERE s.job_id = j.id AND s.status = 'done'
+                                             AND s.kind <> 'outline')"""
             )
         )
         assert bad == 0
@@ -171,27 +235,26 @@ class QueueMachine(RuleBasedStateMachine):
             )
         )
         for row in rows:
-            if row["status"] == "completed":
+            if row["status"] == JobStatus.COMPLETED:
                 assert row["all_done"]
-            if row["status"] == "writing":
+            if row["status"] == JobStatus.WRITING:
                 assert not row["all_done"]  # all sections written, yet not completed: stuck
 
     @invariant()
     def leases_only_on_running_rows(self) -> None:
         bad = self.run(
             self.pool.fetchval(
-                """SELECT count(*) FROM sections
-                   WHERE (status = 'running') <> (lease_owner IS NOT NULL)"""
+                "SELECT count(*) FROM steps WHERE (status = 'running') <> (lease_owner IS NOT NULL)"
             )
         )
         assert bad == 0
 
     @invariant()
-    def a_writing_job_has_no_failed_section(self) -> None:
+    def an_active_job_has_no_failed_step(self) -> None:
         bad = self.run(
             self.pool.fetchval(
-                """SELECT count(*) FROM jobs j JOIN sections s ON s.job_id = j.id
-                   WHERE j.status = 'writing' AND s.status IN ('failed', 'cancelled')"""
+                """SELECT count(*) FROM jobs j JOIN steps s ON s.job_id = j.id
+                   WHERE j.status IN ('outlining', 'writing') AND s.status = 'failed'"""
             )
         )
         assert bad == 0

@@ -10,57 +10,57 @@ import asyncpg
 import httpx
 import pytest
 
+from reportsvc.domain import JobStatus
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.store import Store
 from reportsvc.settings import Settings
-from tests.helpers import make_settings, running_worker, submit, wait_for_job
+from tests.helpers import Stores, make_settings, running_worker, submit, wait_for_job
 
 
 async def test_two_workers_share_one_report_and_write_each_section_once(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(latency=0.15)))
-    job_id = await submit(store, sections=12)
+    job_id = await submit(stores, sections=12)
     async with (
-        running_worker(store, settings, worker_id="worker-a", concurrency=3),
-        running_worker(store, settings, worker_id="worker-b", concurrency=3),
+        running_worker(stores, settings, worker_id="worker-a", concurrency=3),
+        running_worker(stores, settings, worker_id="worker-b", concurrency=3),
     ):
-        job = await wait_for_job(store, job_id)
+        job = await wait_for_job(stores, job_id)
     assert job.status == "completed"
     assert job.outline is not None
     assert len(job.outline) == 12
     writers = await pool.fetch(
-        "SELECT claimed_by, count(*) FROM sections WHERE job_id = $1 GROUP BY 1", job_id
+        "SELECT claimed_by, count(*) FROM steps WHERE job_id = $1 GROUP BY 1", job_id
     )
     assert {r["claimed_by"] for r in writers} == {"worker-a", "worker-b"}
     stats = fake_llm.stats()
     assert stats.calls == {"outline": 1, "section": 12}
     assert sorted(stats.section_calls.values()) == [1] * 12
-    attempts = await pool.fetchval("SELECT max(attempts) FROM sections WHERE job_id = $1", job_id)
+    attempts = await pool.fetchval("SELECT max(attempts) FROM steps WHERE job_id = $1", job_id)
     assert attempts == 1
 
 
 async def test_sections_of_one_report_run_concurrently(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(latency=0.2), section=Faults(latency=0.3)))
-    job_id = await submit(store, sections=8)
-    async with running_worker(store, settings):
-        await wait_for_job(store, job_id)
+    job_id = await submit(stores, sections=8)
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id)
     # All eight section calls were at the model at the same moment. (Wall-clock speed is
     # measured by the benchmark, not asserted here.)
     assert fake_llm.stats().max_in_flight >= 8
 
 
 async def test_progress_only_grows_and_stays_inside_zero_one_while_writing(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
 ) -> None:
     fake_llm.configure(
         FakeConfig(outline=Faults(latency=0.1), section=Faults(latency=0.05, jitter=0.6))
     )
     job_id = (await client.post("/reports", json={"topic": "Glaciers"})).json()["jobId"]
     seen: list[tuple[str, float]] = []
-    async with running_worker(store, settings):
+    async with running_worker(stores, settings):
         while True:
             body = (await client.get(f"/reports/{job_id}")).json()
             seen.append((body["status"], body["progress"]))
@@ -80,12 +80,12 @@ async def test_progress_only_grows_and_stays_inside_zero_one_while_writing(
 
 
 async def test_a_failing_model_ends_in_failed_with_a_useful_error(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(error_rate=1.0, error_status=500)))
-    job_id = await submit(store)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     assert job.error is not None
     assert job.error.startswith("The outline could not be written after 3 attempts")
@@ -94,12 +94,12 @@ async def test_a_failing_model_ends_in_failed_with_a_useful_error(
 
 
 async def test_a_rejected_api_key_fails_at_once(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(outline=Faults(error_rate=1.0, error_status=401)))
-    job_id = await submit(store)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     assert job.error is not None
     assert "API key" in job.error
@@ -108,12 +108,12 @@ async def test_a_rejected_api_key_fails_at_once(
 
 
 async def test_a_failing_section_names_the_section(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(error_rate=1.0, error_status=503)))
-    job_id = await submit(store, sections=3)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores, sections=3)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     assert job.error is not None
     assert job.error.startswith("Section ")
@@ -122,27 +122,27 @@ async def test_a_failing_section_names_the_section(
 
 
 async def test_a_malformed_outline_is_retried(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(malformed_outline_rate=1.0))
-    job_id = await submit(store)
-    async with running_worker(store, settings):
-        await wait_for_job(store, job_id, statuses=("outlining", "queued"), timeout=5)
+    job_id = await submit(stores)
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id, statuses=(JobStatus.OUTLINING,), timeout=5)
         while fake_llm.stats().calls.get("outline", 0) < 1:
             await asyncio.sleep(0.01)
         fake_llm.configure(FakeConfig())
-        job = await wait_for_job(store, job_id)
+        job = await wait_for_job(stores, job_id)
     assert job.status == "completed"
     assert fake_llm.stats().calls["outline"] >= 2
 
 
 async def test_duplicate_and_excess_titles_are_normalised(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(duplicate_titles=True, outline_items=40))
-    job_id = await submit(store, sections=5)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores, sections=5)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "completed"
     assert job.outline is not None
     assert len(job.outline) == 5
@@ -151,24 +151,24 @@ async def test_duplicate_and_excess_titles_are_normalised(
 
 
 async def test_an_always_malformed_outline_fails_cleanly(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     fake_llm.configure(FakeConfig(wrong_shape_outline_rate=1.0))
-    job_id = await submit(store)
-    async with running_worker(store, settings):
-        job = await wait_for_job(store, job_id)
+    job_id = await submit(stores)
+    async with running_worker(stores, settings):
+        job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     assert job.error is not None
     assert "not valid JSON of the expected shape" in job.error
 
 
 async def test_cancel_stops_new_model_calls(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(latency=0.4)))
     job_id = (await client.post("/reports", json={"topic": "Comets"})).json()["jobId"]
-    async with running_worker(store, settings, concurrency=2):
-        await wait_for_job(store, UUID(job_id), statuses=("writing",))
+    async with running_worker(stores, settings, concurrency=2):
+        await wait_for_job(stores, UUID(job_id), statuses=(JobStatus.WRITING,))
         response = await client.delete(f"/reports/{job_id}")
         assert response.status_code == 200
         assert response.json() == {"jobId": job_id, "status": "cancelled"}
@@ -181,11 +181,11 @@ async def test_cancel_stops_new_model_calls(
 
 
 async def test_cancelling_a_finished_job_is_409(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, client: httpx.AsyncClient
 ) -> None:
     job_id = (await client.post("/reports", json={"topic": "Comets"})).json()["jobId"]
-    async with running_worker(store, settings):
-        await wait_for_job(store, UUID(job_id))
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, UUID(job_id))
     response = await client.delete(f"/reports/{job_id}")
     assert response.status_code == 409
     assert response.json()["code"] == "job_finished"
@@ -201,11 +201,11 @@ async def test_worker_without_model_configuration_refuses_to_start(database_url:
 
 
 async def test_a_dropped_listen_connection_recovers_and_wakes_the_worker_again(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     # A 30 s poll interval: within this test, only a NOTIFY can wake the worker.
     settings = settings.model_copy(update={"poll_interval_seconds": 30.0})
-    async with running_worker(store, settings) as worker:
+    async with running_worker(stores, settings) as worker:
         await until(lambda: worker.listening)
         killed = await pool.fetchval(
             """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -214,18 +214,18 @@ async def test_a_dropped_listen_connection_recovers_and_wakes_the_worker_again(
         assert killed == 1
         await until(lambda: not worker.listening)
         await until(lambda: worker.listening)
-        job_id = await submit(store)
-        job = await wait_for_job(store, job_id, timeout=10)
+        job_id = await submit(stores)
+        job = await wait_for_job(stores, job_id, timeout=10)
     assert job.status == "completed"
 
 
 async def test_with_listen_off_workers_find_work_by_polling(
-    store: Store, settings: Settings, fake_llm: FakeLLMThread
+    stores: Stores, settings: Settings, fake_llm: FakeLLMThread
 ) -> None:
     settings = settings.model_copy(update={"listen_notify": False, "poll_interval_seconds": 0.2})
-    async with running_worker(store, settings) as worker:
-        job_id = await submit(store)
-        job = await wait_for_job(store, job_id)
+    async with running_worker(stores, settings) as worker:
+        job_id = await submit(stores)
+        job = await wait_for_job(stores, job_id)
         assert not worker.listening
     assert job.status == "completed"
 

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 import click
@@ -17,7 +17,9 @@ from reportsvc.errors import ConfigError, StepError
 from reportsvc.settings import Settings, load_settings, parse_duration
 
 if TYPE_CHECKING:
-    from reportsvc.queue.store import Store
+    from reportsvc.queue.operations import OperationsStore
+    from reportsvc.queue.reports import ReportStore
+    from reportsvc.queue.tokens import TokenStore
 
 
 def _settings(**overrides: object) -> Settings:
@@ -147,19 +149,31 @@ def worker(concurrency: int | None, metrics_port: int | None) -> None:
         raise click.ClickException(exc.message) from None
 
 
-def _on_store(settings: Settings, work: Callable[[Store], Coroutine[Any, Any, None]]) -> None:
-    """Run `work` with a store on DATABASE_URL, turning outages into a clear message."""
+class _Stores(NamedTuple):
+    reports: ReportStore
+    operations: OperationsStore
+    tokens: TokenStore
+
+
+def _on_store(settings: Settings, work: Callable[[_Stores], Coroutine[Any, Any, None]]) -> None:
+    """Run `work` with the stores on DATABASE_URL, turning outages into a clear message."""
     from reportsvc.db.engine import create_pool  # noqa: PLC0415
     from reportsvc.db.errors import DATABASE_UNAVAILABLE  # noqa: PLC0415
-    from reportsvc.queue.store import Store  # noqa: PLC0415
+    from reportsvc.queue.notifications import Publisher  # noqa: PLC0415
+    from reportsvc.queue.operations import OperationsStore  # noqa: PLC0415
+    from reportsvc.queue.reports import ReportStore  # noqa: PLC0415
+    from reportsvc.queue.tokens import TokenStore  # noqa: PLC0415
 
     async def run() -> None:
         pool = await create_pool(settings.require_database_url(), min_size=1, max_size=2)
-        store = Store(pool)
+        publisher = Publisher(pool)
+        stores = _Stores(
+            ReportStore(pool, publisher), OperationsStore(pool, publisher), TokenStore(pool)
+        )
         try:
-            await work(store)
+            await work(stores)
         finally:
-            await store.publisher.close()
+            await publisher.close()
             await pool.close()
 
     try:
@@ -191,8 +205,8 @@ def prune(older_than: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
     settings = _settings()
 
-    async def work(store: Store) -> None:
-        deleted = await store.prune(seconds)
+    async def work(stores: _Stores) -> None:
+        deleted = await stores.operations.prune(seconds)
         click.echo(f"deleted {deleted} finished job(s) older than {older_than}")
 
     _on_store(settings, work)
@@ -205,20 +219,20 @@ def retry(job_id: str) -> None:
     parsed = _job_id(job_id)
     settings = _settings()
 
-    async def work(store: Store) -> None:
-        outcome = await store.retry_job(parsed, settings.job_timeout_seconds)
+    async def work(stores: _Stores) -> None:
+        outcome = await stores.operations.retry_job(parsed, settings.job_timeout_seconds)
         if outcome is None:
             raise click.ClickException(f"no job {job_id}")
         if not outcome.retried:
             raise click.ClickException(
                 f"job {job_id} is {outcome.status}; only failed or cancelled jobs can be retried"
             )
-        if outcome.status == "queued":
+        if outcome.status == "outlining":
             click.echo(f"job {job_id} re-queued from its outline step")
         elif outcome.status == "completed":
             click.echo(f"job {job_id} had every section written: now completed")
         else:
-            click.echo(f"job {job_id} re-queued: {outcome.sections} section(s) to write")
+            click.echo(f"job {job_id} re-queued: {outcome.steps} step(s) to run")
 
     _on_store(settings, work)
 
@@ -230,8 +244,8 @@ def cancel(job_id: str) -> None:
     parsed = _job_id(job_id)
     settings = _settings()
 
-    async def work(store: Store) -> None:
-        status = await store.cancel_job(parsed)
+    async def work(stores: _Stores) -> None:
+        status = await stores.reports.cancel_job(parsed)
         if status is None:
             raise click.ClickException(f"no job {job_id}")
         if status != "cancelled":
@@ -256,13 +270,13 @@ def token_add(name: str) -> None:
     """Create a token called NAME and print it (it is shown only this once)."""
     import secrets  # noqa: PLC0415
 
-    from reportsvc.api.guard import token_hash  # noqa: PLC0415
+    from reportsvc.queue.tokens import token_hash  # noqa: PLC0415
 
     settings = _settings()
     secret = f"rsk_{secrets.token_urlsafe(32)}"
 
-    async def work(store: Store) -> None:
-        if not await store.add_token(name, token_hash(secret)):
+    async def work(stores: _Stores) -> None:
+        if not await stores.tokens.add_token(name, token_hash(secret)):
             raise click.ClickException(f"a token called {name!r} exists already")
         click.echo(secret)
         click.echo(
@@ -280,8 +294,8 @@ def token_revoke(name: str) -> None:
     """Revoke the token called NAME (API processes refuse it within 5 seconds)."""
     settings = _settings()
 
-    async def work(store: Store) -> None:
-        if not await store.revoke_token(name):
+    async def work(stores: _Stores) -> None:
+        if not await stores.tokens.revoke_token(name):
             raise click.ClickException(f"no active token called {name!r}")
         click.echo(f"token {name!r} revoked")
 
@@ -293,8 +307,8 @@ def token_list() -> None:
     """List tokens by name (never their secrets)."""
     settings = _settings()
 
-    async def work(store: Store) -> None:
-        for name, created, revoked in await store.list_tokens():
+    async def work(stores: _Stores) -> None:
+        for name, created, revoked in await stores.tokens.list_tokens():
             state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
             click.echo(f"{name}\tcreated {created:%Y-%m-%d %H:%M}\t{state}")
 

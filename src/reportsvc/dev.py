@@ -26,10 +26,8 @@ from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.llm.fake import FakeLLM, serve
-from reportsvc.queue.store import Store
-from reportsvc.runtime import report_pipeline, worker_config
+from reportsvc.runtime import build_worker, report_pipeline, worker_config
 from reportsvc.settings import Settings
-from reportsvc.worker import Worker
 
 log = structlog.get_logger("reportsvc.dev")
 
@@ -100,7 +98,7 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
     )
     pool = await create_pool(settings.require_database_url(), application_name="reportsvc-worker")
     model = OpenAIChatModel(create_openai_client(settings))
-    worker = Worker(Store(pool), report_pipeline(settings, model), worker_config(settings))
+    worker = build_worker(pool, report_pipeline(settings, model), worker_config(settings))
     api_task = asyncio.create_task(server.serve(), name="api")
     worker_task = asyncio.create_task(worker.run(), name="worker")
     log.info("reportsvc is running", api=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs")

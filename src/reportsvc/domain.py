@@ -1,17 +1,57 @@
-"""The work a worker does, as plain values shared by the queue and the pipeline.
+"""The work a worker does, as plain values shared by the queue, the API and the pipeline.
 
-A job has one outline step and, once the outline exists, one section step per outline
-title (and, when asked for, a summary step once the sections are written). The queue hands
-out `OutlineTask`s and `SectionTask`s; a `StepRunner` turns them into `OutlineResult`s and
-`SectionResult`s. Nothing here knows about SQL or HTTP.
+A job (one report) is written in steps, every one a row of one queue table with a kind:
+one `outline` step, then one `section` step per outline title, then, when asked for, a
+`summary` step. The queue hands out `Step`s; a `StepRunner` turns each into a
+`StepResult`. Nothing here knows about SQL or HTTP.
+
+Statuses are defined once, here. The schema's CHECK constraints and the queue's SQL are
+generated from these enums (`reportsvc.db.schema`, `reportsvc.queue.sql`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from enum import StrEnum
+from typing import Final, Literal, Protocol
 from uuid import UUID
 
 import msgspec
+
+
+class JobStatus(StrEnum):
+    """A report's phase, as an operator sees it in psql (clients see `PublicStatus`)."""
+
+    OUTLINING = "outlining"  # its outline step is waiting, running or retrying
+    WRITING = "writing"  # the outline exists; section (and summary) steps are under way
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    QUEUED = "queued"  # claimable once run_after has passed
+    RUNNING = "running"  # leased to a worker
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepKind(StrEnum):
+    OUTLINE = "outline"
+    SECTION = "section"
+    SUMMARY = "summary"
+
+
+# Every set of statuses is spelled once, here.
+ACTIVE_JOB_STATUSES: Final = (JobStatus.OUTLINING, JobStatus.WRITING)
+FINISHED_JOB_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# A failed or cancelled job may be retried (`reportsvc retry`).
+RETRYABLE_JOB_STATUSES: Final = (JobStatus.FAILED, JobStatus.CANCELLED)
+ENDED_STEP_STATUSES: Final = (StepStatus.DONE, StepStatus.FAILED, StepStatus.CANCELLED)
+# Steps that produce a part of the report, counted by jobs.sections_done.
+REPORT_PART_KINDS: Final = (StepKind.SECTION, StepKind.SUMMARY)
+# The summary step's title, as shown in psql.
+SUMMARY_TITLE: Final = "Summary"
 
 Detail = Literal["brief", "standard", "deep"]
 
@@ -36,40 +76,39 @@ class Usage(msgspec.Struct, frozen=True):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
 
-class OutlineTask(msgspec.Struct, frozen=True):
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One claimed step, with everything needed to run it (no further query)."""
+
+    id: int
+    kind: StepKind
     job_id: UUID
+    # The fencing token: every write about this step presents it.
     attempt: int
     topic: str
     model: str
     options: JobOptions
-
-
-class SectionTask(msgspec.Struct, frozen=True):
-    section_id: int
-    job_id: UUID
-    attempt: int
-    position: int
-    title: str
-    topic: str
-    model: str
-    options: JobOptions
-    outline: list[str]
-    # "section", or "summary": then `written` holds the finished sections, title -> text.
-    kind: str = "section"
+    # Sections: the index in the outline (the summary: the outline's length).
+    position: int = 0
+    title: str | None = None
+    # The job's outline, once it has one (every step but the outline).
+    outline: list[str] = msgspec.field(default_factory=list)
+    # The summary step only: the finished sections, title -> text.
     written: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-Task = OutlineTask | SectionTask
+class StepResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a step produced: the outline's titles, or a section's (or summary's) text."""
 
-
-class OutlineResult(msgspec.Struct, frozen=True):
-    titles: list[str]
-    usage: Usage = Usage()
-
-
-class SectionResult(msgspec.Struct, frozen=True):
-    content: str
+    titles: list[str] | None = None
+    content: str | None = None
+    # Why the model stopped: 'length' means the text was cut at max_tokens.
     finish_reason: str = "stop"
     usage: Usage = Usage()
 
@@ -77,6 +116,4 @@ class SectionResult(msgspec.Struct, frozen=True):
 class StepRunner(Protocol):
     """Does the work of one step. Raises `StepError` when it cannot."""
 
-    async def outline(self, task: OutlineTask) -> OutlineResult: ...
-
-    async def section(self, task: SectionTask) -> SectionResult: ...
+    async def run(self, step: Step) -> StepResult: ...

@@ -22,6 +22,8 @@ class DatabaseUnavailableError(ReportSvcError):
 class StepError(ReportSvcError):
     """A model step failed.
 
+    `message` is plain words a user may read. `detail` is what went wrong in detail (an
+    upstream's raw error text, which may hold its internals), for logs and operators only.
     `retryable` says whether another attempt may succeed (a timeout, a rate limit, a
     malformed answer) or cannot (a rejected API key, an unknown model). `status` is the
     model service's HTTP status when it answered with an error; `prompt_tokens` and
@@ -35,10 +37,12 @@ class StepError(ReportSvcError):
         retryable: bool,
         kind: str = "error",
         status: int | None = None,
+        detail: str | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
         super().__init__(message)
+        self.detail = detail
         self.retryable = retryable
         # For metrics: rate_limited, timeout, connection, server_error, rejected, malformed.
         self.kind = kind

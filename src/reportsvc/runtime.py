@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import io
 import signal
 
 import asyncpg
@@ -15,27 +13,28 @@ from reportsvc.db.engine import create_pool
 from reportsvc.domain import StepRunner
 from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.pipeline.runner import ReportPipeline
-from reportsvc.queue.store import Store
+from reportsvc.process import dump_tasks, freeze_startup_objects
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.operations import OperationsStore
+from reportsvc.queue.steps import StepQueue
 from reportsvc.settings import Settings
 from reportsvc.worker import DATABASE_ERRORS, Worker, WorkerConfig
 
 log = structlog.get_logger("reportsvc.runtime")
 
 
-def freeze_startup_objects() -> None:
-    """Move everything allocated at start-up (modules, pools, clients) out of the garbage
-    collector's way. Hundreds of concurrent calls allocate fast; without this, each full
-    collection rescans these long-lived objects (measurable in the overhead benchmark)."""
-    gc.collect()
-    gc.freeze()
-
-
-def dump_tasks() -> None:
-    """SIGUSR1: log where every asyncio task of this process is waiting (for debugging)."""
-    for task in asyncio.all_tasks():
-        stack = io.StringIO()
-        task.print_stack(limit=12, file=stack)
-        log.warning("task", name=task.get_name(), stack=stack.getvalue())
+def build_worker(
+    pool: asyncpg.Pool, runner: StepRunner, config: WorkerConfig, *, worker_id: str | None = None
+) -> Worker:
+    """A worker whose stores share `pool` and one notification publisher."""
+    publisher = Publisher(pool)
+    return Worker(
+        StepQueue(pool, publisher),
+        OperationsStore(pool, publisher),
+        runner,
+        config,
+        worker_id=worker_id,
+    )
 
 
 def worker_config(settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
@@ -78,7 +77,7 @@ async def run_worker(
         log.info("serving metrics", port=settings.worker_metrics_port)
     model = OpenAIChatModel(create_openai_client(settings))
     pool = await _connect(settings)
-    worker = Worker(Store(pool), runner or report_pipeline(settings, model), config)
+    worker = build_worker(pool, runner or report_pipeline(settings, model), config)
     loop = asyncio.get_running_loop()
     signals = 0
 

@@ -17,8 +17,7 @@ from reportsvc.api.operations import healthz, metrics, readyz
 from reportsvc.api.reports import ReportController
 from reportsvc.api.services import Services
 from reportsvc.db.engine import create_pool
-from reportsvc.queue.store import Store
-from reportsvc.runtime import freeze_startup_objects
+from reportsvc.process import freeze_startup_objects
 from reportsvc.settings import Settings
 
 
@@ -33,12 +32,12 @@ async def _own_pool(settings: Settings, services: Services) -> AsyncIterator[Non
         connect_timeout=settings.database_connect_timeout,
         application_name="reportsvc-api",
     )
-    services.store = Store(pool)
+    services.connect(pool)
     freeze_startup_objects()
     try:
         yield
     finally:
-        await services.store.publisher.close()
+        await services.publisher.close()
         await pool.close()
 
 
@@ -50,7 +49,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         return services
 
     if pool is not None:
-        services.store = Store(pool)
+        services.connect(pool)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:

@@ -24,7 +24,7 @@ from reportsvc.api.schemas import PUBLIC_STATUS, CamelStruct
 from reportsvc.api.views import job_status, progress
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
 from reportsvc.queue.notifications import EVENTS_CHANNEL, Listener, parse_job_ids
-from reportsvc.queue.store import JobRow, Store
+from reportsvc.queue.reports import JobRow, ReportStore
 
 STREAM_CHECK_SECONDS: Final = 15.0
 
@@ -86,7 +86,7 @@ class EventHub:
 
 
 async def job_events(
-    store: Store,
+    store: ReportStore,
     hub: EventHub,
     job: JobRow,
     prices: dict[str, tuple[float, float]],
@@ -123,7 +123,7 @@ def _progress(job: JobRow, event: ProgressEvent) -> ServerSentEventMessage:
     return ServerSentEventMessage(event="progress", data=msgspec.json.encode(event).decode())
 
 
-async def _reload(store: Store, job: JobRow) -> JobRow:
+async def _reload(store: ReportStore, job: JobRow) -> JobRow:
     """The job's current row; the last one seen while the database is unreachable."""
     try:
         return await store.get_job(job.id) or job

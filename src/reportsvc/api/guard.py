@@ -4,20 +4,26 @@ Tokens: those in API_TOKENS, and those created with `reportsvc token add` (store
 sha256 hashes in `api_tokens`). When there is at least one, every /reports endpoint needs
 `Authorization: Bearer <token>`, and a job belongs to the token that created it: other
 tokens get 404 for it, as if it did not exist. With no token anywhere, the API is open.
+
+Authentication happens in one place: `require_token`, a guard on the whole /reports
+router. Litestar runs guards before it reads or decodes the body, so an unauthenticated
+caller learns nothing about the schema and cannot make the server parse large bodies.
+Handlers read the caller from `caller(request)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import OrderedDict
 from typing import Any, Final
 
-from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
 from reportsvc.api.errors import ApiError
-from reportsvc.queue.store import Store
+from reportsvc.queue.reports import ReportStore
+from reportsvc.queue.tokens import TokenStore, token_hash
 from reportsvc.settings import Settings
 
 # How long the API trusts its copy of the token table (a revoked token stops working after
@@ -28,19 +34,34 @@ PENDING_REFRESH_SECONDS: Final = 1.0
 _MAX_BUCKETS: Final = 10_000
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+_CALLER: Final = "reportsvc_caller"
+
+
+async def require_token(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """The guard of every /reports endpoint: a 401 for a missing or unknown token; the
+    caller's identity, for the handler, in the connection's state."""
+    services = connection.app.state.services
+    connection.state[_CALLER] = await services.auth.owner(connection)
+
+
+def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Who is calling (the hash of their token; None when the API has no tokens). Only
+    handlers behind `require_token` may ask: anywhere else this raises."""
+    owner: str | None = connection.state[_CALLER]
+    return owner
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: TokenStore) -> None:
         self._configured = frozenset(token_hash(t.get_secret_value()) for t in settings.api_tokens)
         self._store = store
         self._stored: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
         self._loading: asyncio.Lock = asyncio.Lock()
 
-    async def owner(self, request: Request[Any, Any, Any]) -> str | None:
+    async def owner(self, request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
         """Who is calling: the hash of their token, or None when the API has no tokens.
         A 401 for a missing or unknown token."""
         accepted = await self._accepted()
@@ -101,7 +122,7 @@ class Admission:
     """Refuses new jobs (503) while more than `limit` are pending, instead of letting the
     queue grow without bound. The count is refreshed at most once a second."""
 
-    def __init__(self, limit: int, store: Store) -> None:
+    def __init__(self, limit: int, store: ReportStore) -> None:
         self._limit = limit
         self._store = store
         self._pending = 0

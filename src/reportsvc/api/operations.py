@@ -13,6 +13,7 @@ from reportsvc.api.errors import ApiError
 from reportsvc.api.schemas import Health, Readiness
 from reportsvc.api.services import Services
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
+from reportsvc.domain import JobStatus
 from reportsvc.metrics import (
     JOBS,
     QUEUE_OLDEST_SECONDS,
@@ -20,7 +21,7 @@ from reportsvc.metrics import (
     QUEUE_RETRYING,
     QUEUE_RUNNING,
 )
-from reportsvc.queue.store import Store
+from reportsvc.queue.operations import OperationsStore
 
 
 @get(
@@ -42,7 +43,7 @@ async def healthz() -> Health:
 )
 async def readyz(services: NamedDependency[Services]) -> Readiness:
     try:
-        revision = await services.store.schema_revision()
+        revision = await services.operations.schema_revision()
     except DATABASE_UNAVAILABLE:
         raise ApiError(
             503, "database_unavailable", "the database is unreachable", {"Retry-After": "2"}
@@ -69,16 +70,16 @@ async def readyz(services: NamedDependency[Services]) -> Readiness:
 async def metrics(services: NamedDependency[Services]) -> Response[bytes]:
     # While the database is unreachable the last values stay; /readyz says why.
     with contextlib.suppress(*DATABASE_UNAVAILABLE):
-        await refresh_queue_metrics(services.store)
+        await refresh_queue_metrics(services.operations)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-async def refresh_queue_metrics(store: Store) -> None:
+async def refresh_queue_metrics(store: OperationsStore) -> None:
     counts = await store.job_counts()
-    for status in ("queued", "outlining", "writing", "completed", "failed", "cancelled"):
-        JOBS.labels(status).set(counts.get(status, 0))
-    for step, stats in (await store.queue_stats()).items():
-        QUEUE_READY.labels(step).set(stats.ready)
-        QUEUE_OLDEST_SECONDS.labels(step).set(stats.oldest_seconds)
-        QUEUE_RETRYING.labels(step).set(stats.retrying)
-        QUEUE_RUNNING.labels(step).set(stats.running)
+    for status in JobStatus:
+        JOBS.labels(status.value).set(counts.get(status, 0))
+    for kind, stats in (await store.queue_stats()).items():
+        QUEUE_READY.labels(kind.value).set(stats.ready)
+        QUEUE_OLDEST_SECONDS.labels(kind.value).set(stats.oldest_seconds)
+        QUEUE_RETRYING.labels(kind.value).set(stats.retrying)
+        QUEUE_RUNNING.labels(kind.value).set(stats.running)

@@ -15,7 +15,9 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from reportsvc.api import docs
 from reportsvc.api.errors import ApiError
 from reportsvc.api.events import job_events
+from reportsvc.api.guard import caller, require_token
 from reportsvc.api.schemas import (
+    PUBLIC_STATUS,
     CancelResult,
     CreateReport,
     JobAccepted,
@@ -35,8 +37,9 @@ from reportsvc.api.validation import (
 )
 from reportsvc.api.views import job_status, job_summary, markdown
 from reportsvc.domain import JobOptions
+from reportsvc.domain import JobStatus as JobState
 from reportsvc.metrics import JOBS_CREATED
-from reportsvc.queue.store import JobRow, Store
+from reportsvc.queue.reports import JobRow, ReportStore
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
 JobIdParam = Annotated[
@@ -48,16 +51,14 @@ JobIdParam = Annotated[
 ]
 
 # Public statuses, as the internal states they stand for.
-STATUS_FILTER: dict[PublicStatus, list[str]] = {
-    "processing": ["queued", "outlining", "writing"],
-    "completed": ["completed"],
-    "failed": ["failed"],
-    "cancelled": ["cancelled"],
+STATUS_FILTER: dict[PublicStatus, list[JobState]] = {
+    public: [state for state, shown in PUBLIC_STATUS.items() if shown == public]
+    for public in set(PUBLIC_STATUS.values())
 }
 MARKDOWN = "text/markdown"
 
 
-async def load_job(store: Store, raw_id: str, owner: str | None) -> JobRow:
+async def load_job(store: ReportStore, raw_id: str, owner: str | None) -> JobRow:
     """The job, or a 404 when it does not exist or belongs to another API token."""
     job = await store.get_job(parse_job_id(raw_id), owner)
     if job is None:
@@ -79,6 +80,9 @@ def wants_markdown(request: Request[Any, Any, Any], format_: str | None) -> bool
 class ReportController(Controller):
     path = "/reports"
     tags = ("reports",)
+    # Every endpoint here needs the caller's token (when the API has tokens), checked before
+    # anything else happens, the body included.
+    guards = (require_token,)
 
     @post(
         "/",
@@ -106,8 +110,8 @@ class ReportController(Controller):
             ),
         ] = None,
     ) -> Response[JobAccepted]:
-        settings, store = services.settings, services.store
-        owner = await services.auth.owner(request)
+        settings, store = services.settings, services.reports
+        owner = caller(request)
         services.rate_limit.check(owner or _address(request))
         data = strict_request(await request.body())
         topic = clean_topic(data.topic, settings.max_topic_length)
@@ -136,7 +140,7 @@ class ReportController(Controller):
 
     @staticmethod
     async def _replay(
-        store: Store, key: str, owner: str | None, request: tuple[str, str, JobOptions]
+        store: ReportStore, key: str, owner: str | None, request: tuple[str, str, JobOptions]
     ) -> UUID:
         existing = await store.find_job_by_key(key, owner)
         if existing is None:  # pragma: no cover - the job was deleted between two statements
@@ -171,8 +175,8 @@ class ReportController(Controller):
             str | None, QueryParameter(description="`nextCursor` from the previous page.")
         ] = None,
     ) -> JobList:
-        owner = await services.auth.owner(request)
-        rows = await services.store.list_jobs(
+        owner = caller(request)
+        rows = await services.reports.list_jobs(
             statuses=STATUS_FILTER[status] if status else None,
             limit=limit + 1,
             before=decode_cursor(cursor) if cursor else None,
@@ -205,10 +209,10 @@ class ReportController(Controller):
             QueryParameter(name="format", description="`markdown` for a Markdown document."),
         ] = None,
     ) -> Response[JobStatus] | Response[str]:
-        job = await load_job(services.store, job_id, await services.auth.owner(request))
+        job = await load_job(services.reports, job_id, caller(request))
         if not wants_markdown(request, format_):
             return Response(job_status(job, services.settings.openai_prices))
-        if job.status != "completed":
+        if job.status is not JobState.COMPLETED:
             raise ApiError(
                 409, "report_not_ready", f"the report is not completed (status {job.status})"
             )
@@ -233,8 +237,8 @@ class ReportController(Controller):
         job_id: JobIdParam,
         services: NamedDependency[Services],
     ) -> ServerSentEvent:
-        job = await load_job(services.store, job_id, await services.auth.owner(request))
-        events = job_events(services.store, services.events, job, services.settings.openai_prices)
+        job = await load_job(services.reports, job_id, caller(request))
+        events = job_events(services.reports, services.events, job, services.settings.openai_prices)
         return ServerSentEvent(events)
 
     @delete(
@@ -254,11 +258,10 @@ class ReportController(Controller):
         job_id: JobIdParam,
         services: NamedDependency[Services],
     ) -> CancelResult:
-        owner = await services.auth.owner(request)
         parsed = parse_job_id(job_id)
-        status = await services.store.cancel_job(parsed, owner)
+        status = await services.reports.cancel_job(parsed, caller(request))
         if status is None:
             raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-        if status != "cancelled":
+        if status is not JobState.CANCELLED:
             raise ApiError(409, "job_finished", f"the job has already {status}")
         return CancelResult(job_id=parsed, status="cancelled")

@@ -9,24 +9,23 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from reportsvc.domain import Detail
+from reportsvc.domain import JobStatus as JobState
+
 PublicStatus = Literal["processing", "completed", "failed", "cancelled"]
 
 # Internal job states, as an operator sees them in psql, folded into what clients see.
-PUBLIC_STATUS: dict[str, PublicStatus] = {
-    "queued": "processing",
-    "outlining": "processing",
-    "writing": "processing",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
+PUBLIC_STATUS: dict[JobState, PublicStatus] = {
+    JobState.OUTLINING: "processing",
+    JobState.WRITING: "processing",
+    JobState.COMPLETED: "completed",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
 }
 
 
 class CamelStruct(msgspec.Struct, rename="camel", omit_defaults=True):
     """Base for every body: camelCase on the wire, unset fields left out."""
-
-
-Detail = Literal["brief", "standard", "deep"]
 
 
 class CreateReport(CamelStruct, forbid_unknown_fields=True):

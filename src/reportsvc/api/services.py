@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from reportsvc.api.events import EventHub
 from reportsvc.api.guard import Admission, Authenticator, RateLimiter
 from reportsvc.db.migrate import head_revision
-from reportsvc.queue.store import Store
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.operations import OperationsStore
+from reportsvc.queue.reports import ReportStore
+from reportsvc.queue.tokens import TokenStore
 from reportsvc.settings import Settings
 
 
@@ -17,15 +22,17 @@ class Services:
         self.events = EventHub(settings.require_database_url())
         self.schema_head = head_revision()
         self.rate_limit = RateLimiter(settings.rate_limit_per_minute)
-        self._store: Store | None = None
+        self._reports: ReportStore | None = None
+
+    def connect(self, pool: asyncpg.Pool) -> None:
+        """Build the stores on the process's pool (at start-up)."""
+        self.publisher = Publisher(pool)
+        self._reports = ReportStore(pool, self.publisher)
+        self.operations = OperationsStore(pool, self.publisher)
+        self.auth = Authenticator(self.settings, TokenStore(pool))
+        self.admission = Admission(self.settings.max_pending_jobs, self._reports)
 
     @property
-    def store(self) -> Store:
-        assert self._store is not None, "the application has not started"
-        return self._store
-
-    @store.setter
-    def store(self, store: Store) -> None:
-        self._store = store
-        self.auth = Authenticator(self.settings, store)
-        self.admission = Admission(self.settings.max_pending_jobs, store)
+    def reports(self) -> ReportStore:
+        assert self._reports is not None, "the application has not started"
+        return self._reports

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reportsvc import failures
 from reportsvc.api.schemas import (
     PUBLIC_STATUS,
     JobStatus,
@@ -10,18 +11,20 @@ from reportsvc.api.schemas import (
     Report,
     TokenUsage,
 )
-from reportsvc.queue.store import JobListRow, JobRow
+from reportsvc.domain import JobStatus as JobState
+from reportsvc.domain import Usage
+from reportsvc.queue.reports import JobListRow, JobRow
 
 Prices = dict[str, tuple[float, float]]
 
 
-def progress(status: str, sections_total: int | None, sections_done: int) -> float:
+def progress(status: JobState, sections_total: int | None, sections_done: int) -> float:
     """Finished steps over all steps: the outline, then each section (and the summary).
 
     Before the outline exists the number of steps is unknown, so progress is 0. It only
     grows: the section counter never decreases, and the total is fixed with the outline.
     """
-    if status == "completed":
+    if status is JobState.COMPLETED:
         return 1.0
     if sections_total is None:
         return 0.0
@@ -40,15 +43,16 @@ def estimated_cost(
 
 def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     public = PUBLIC_STATUS[job.status]
+    usage = Usage(job.prompt_tokens, job.completion_tokens)
     status = JobStatus(
         job_id=job.id,
         status=public,
         model=job.model,
         options=_options(job),
         usage=TokenUsage(
-            prompt_tokens=job.prompt_tokens,
-            completion_tokens=job.completion_tokens,
-            total_tokens=job.prompt_tokens + job.completion_tokens,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
         ),
         created_at=job.created_at,
     )
@@ -74,7 +78,7 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
             status.partial_sections = job.done_sections
     else:
         status.error = job.error or (
-            "the job was cancelled" if public == "cancelled" else "unknown error"
+            failures.CANCELLED if public == "cancelled" else "unknown error"
         )
     if public != "processing":
         status.finished_at = job.finished_at or job.created_at

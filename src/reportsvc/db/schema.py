@@ -1,21 +1,22 @@
 """The tables, as SQLAlchemy Core metadata: the schema's single description.
 
 Migrations (`migrations/versions`) create exactly this; a test runs Alembic's comparison
-against a migrated database so the two cannot drift. Runtime SQL lives in
-`reportsvc.queue.queries.sql`.
+against a migrated database so the two cannot drift. Runtime SQL lives in the `.sql` files
+of `reportsvc.queue`.
 
-Status values (also enforced by CHECK constraints, so `psql` readers can trust them):
+Status values come from `reportsvc.domain` and are enforced by CHECK constraints, so
+`psql` readers can trust them:
 
-jobs.status      queued -> outlining -> writing -> completed
-                 any non-terminal state -> failed | cancelled
-sections.status  queued -> running -> done
+jobs.status      outlining -> writing -> completed
+                 outlining | writing -> failed | cancelled
+steps.status     queued -> running -> done
                  running -> queued (retry, lease expiry, release on shutdown)
                  queued | running -> failed | cancelled
 """
 
 from __future__ import annotations
 
-from typing import Final
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -35,9 +36,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-JOB_STATUSES: Final = ("queued", "outlining", "writing", "completed", "failed", "cancelled")
-JOB_ACTIVE_STATUSES: Final = ("queued", "outlining", "writing")
-SECTION_STATUSES: Final = ("queued", "running", "done", "failed", "cancelled")
+from reportsvc.domain import (
+    ACTIVE_JOB_STATUSES,
+    FINISHED_JOB_STATUSES,
+    JobStatus,
+    StepKind,
+    StepStatus,
+)
+
+
+def sql_list(values: tuple[StrEnum, ...] | type[StrEnum]) -> str:
+    """`'a', 'b'`: enum values as SQL literals, for CHECKs and index predicates."""
+    return ", ".join(f"'{value.value}'" for value in values)
+
 
 metadata = MetaData(
     naming_convention={
@@ -50,9 +61,8 @@ metadata = MetaData(
 )
 
 
-def _status_check(statuses: tuple[str, ...]) -> CheckConstraint:
-    allowed = ", ".join(f"'{status}'" for status in statuses)
-    return CheckConstraint(f"status IN ({allowed})", name="status")
+def _status_check(statuses: type[StrEnum]) -> CheckConstraint:
+    return CheckConstraint(f"status IN ({sql_list(statuses)})", name="status")
 
 
 def _created_at() -> Column[object]:
@@ -61,60 +71,43 @@ def _created_at() -> Column[object]:
     )
 
 
+ACTIVE_JOBS = f"status IN ({sql_list(ACTIVE_JOB_STATUSES)})"
+FINISHED_JOBS = f"status IN ({sql_list(FINISHED_JOB_STATUSES)})"
+
 jobs = Table(
     "jobs",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
     Column("topic", Text, nullable=False),
-    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("status", Text, nullable=False, server_default=text(f"'{JobStatus.OUTLINING.value}'")),
     Column("model", Text, nullable=False),
     Column("options", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    # The outline step's queue state: the job row itself is the claimable outline task.
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("run_after", DateTime(timezone=True), nullable=False, server_default=text("now()")),
-    Column("lease_owner", Text),
-    Column("lease_expires_at", DateTime(timezone=True)),
-    Column("last_error", Text),
     # The outcome.
     # Titles are keys of the report's `sections` object, so they are distinct: enforced by
     # the trigger jobs_outline_distinct (migration 0001).
     Column("outline", ARRAY(Text)),
+    # Section steps (and the summary step) of the report, and how many of them are done.
     Column("sections_total", Integer),
     Column("sections_done", Integer, nullable=False, server_default=text("0")),
     Column("error", Text),
     Column("idempotency_key", Text),
     # The API token that created the job (NULL when the API runs without tokens).
     Column("owner", Text),
-    # Tokens the outline step used, over all its attempts.
-    Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
-    Column("completion_tokens", Integer, nullable=False, server_default=text("0")),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("deadline_at", DateTime(timezone=True), nullable=False),
-    _status_check(JOB_STATUSES),
+    _status_check(JobStatus),
     CheckConstraint("sections_done >= 0", name="sections_done"),
     CheckConstraint(
         "sections_total IS NULL OR sections_done <= sections_total", name="sections_done_le_total"
     ),
-    # Only the outline step is claimable from this table: fresh or retrying jobs.
-    Index("jobs_claim_idx", "run_after", postgresql_where=text("status = 'queued'")),
-    # The rescuer looks for expired outline leases among the (few) outlining jobs.
-    Index("jobs_outlining_idx", "id", postgresql_where=text("status = 'outlining'")),
-    # The rescuer also fails unfinished jobs past their deadline.
-    Index(
-        "jobs_deadline_idx",
-        "deadline_at",
-        postgresql_where=text("status IN ('queued', 'outlining', 'writing')"),
-    ),
+    # The rescuer fails unfinished jobs past their deadline.
+    Index("jobs_deadline_idx", "deadline_at", postgresql_where=text(ACTIVE_JOBS)),
     # Listing, newest first, with a keyset cursor on (created_at, id).
     Index("jobs_created_at_idx", "created_at", "id"),
     # `reportsvc prune` deletes finished jobs oldest first (migration 0002).
-    Index(
-        "jobs_finished_idx",
-        "finished_at",
-        postgresql_where=text("status IN ('completed', 'failed', 'cancelled')"),
-    ),
+    Index("jobs_finished_idx", "finished_at", postgresql_where=text(FINISHED_JOBS)),
     # An idempotency key is unique per owner.
     Index(
         "jobs_idempotency_key_idx",
@@ -133,23 +126,31 @@ jobs = Table(
     ),
 )
 
-sections = Table(
-    "sections",
+# The work queue: every step of every job, whatever its kind, is one row here, claimed,
+# leased, retried, rescued, released and completed by the same statements.
+steps = Table(
+    "steps",
     metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
-    Column("position", SmallInteger, nullable=False),
-    # 'section', or 'summary': the optional final pass, queued once the others are done.
-    Column("kind", Text, nullable=False, server_default=text("'section'")),
-    Column("title", Text, nullable=False),
-    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("kind", Text, nullable=False),
+    # Sections: the index in the outline; the summary: the outline's length; the outline: 0.
+    Column("position", SmallInteger, nullable=False, server_default=text("0")),
+    # Claim order: 0 for the steps of reports under way (sections, summaries), 1 for the
+    # outlines of new reports, so that reports already started finish first.
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    # Sections: the outline title; the summary: 'Summary'; the outline: none.
+    Column("title", Text),
+    Column("status", Text, nullable=False, server_default=text(f"'{StepStatus.QUEUED.value}'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("run_after", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("lease_owner", Text),
     Column("lease_expires_at", DateTime(timezone=True)),
+    # What went wrong on the latest failed attempt, in detail (operators only).
     Column("last_error", Text),
     # The worker that took the latest attempt; kept after the lease ends, for operators.
     Column("claimed_by", Text),
+    # A section's or summary's text (the outline's titles go to jobs.outline).
     Column("content", Text),
     # Tokens over all attempts, and why the model stopped ('length': truncated).
     Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
@@ -158,15 +159,23 @@ sections = Table(
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    _status_check(SECTION_STATUSES),
-    CheckConstraint("kind IN ('section', 'summary')", name="kind"),
-    UniqueConstraint("job_id", "position"),
+    _status_check(StepStatus),
+    CheckConstraint(f"kind IN ({sql_list(StepKind)})", name="kind"),
+    UniqueConstraint("job_id", "kind", "position"),
     # The hot claim path: only queued rows are in this index, so it stays small no matter
-    # how many finished sections the table holds.
-    Index("sections_claim_idx", "run_after", "id", postgresql_where=text("status = 'queued'")),
+    # how many finished steps the table holds, and it is in claim order.
+    Index(
+        "steps_claim_idx",
+        "priority",
+        "run_after",
+        "id",
+        postgresql_where=text(f"status = '{StepStatus.QUEUED.value}'"),
+    ),
     # Running rows, for the rescuer. Keyed on id (never updated) rather than on
     # lease_expires_at, so a heartbeat that only moves the lease can be a HOT update.
-    Index("sections_running_idx", "id", postgresql_where=text("status = 'running'")),
+    Index(
+        "steps_running_idx", "id", postgresql_where=text(f"status = '{StepStatus.RUNNING.value}'")
+    ),
 )
 
 api_tokens = Table(

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 import msgspec
 import structlog
 
-from reportsvc.domain import OutlineResult, OutlineTask
+from reportsvc.domain import Step, StepResult
 from reportsvc.errors import StepError
 from reportsvc.pipeline.model import ChatModel, ChatReply, ChatRequest
 from reportsvc.pipeline.prompts import OUTLINE_JSON_OBJECT, OUTLINE_JSON_SCHEMA, outline_messages
@@ -137,7 +137,7 @@ class OutlineWriter:
         self._max_title_length = max_title_length
         self._max_attempts = max_attempts
 
-    async def write(self, task: OutlineTask) -> OutlineResult:
+    async def write(self, task: Step) -> StepResult:
         reply = await self._ask(task)
         try:
             titles = self._titles(reply.content, task)
@@ -145,9 +145,9 @@ class OutlineWriter:
             exc.prompt_tokens += reply.usage.prompt_tokens
             exc.completion_tokens += reply.usage.completion_tokens
             raise
-        return OutlineResult(titles=titles, usage=reply.usage)
+        return StepResult(titles=titles, usage=reply.usage)
 
-    async def _ask(self, task: OutlineTask) -> ChatReply:
+    async def _ask(self, task: Step) -> ChatReply:
         while True:
             request = ChatRequest(
                 model=task.model,
@@ -169,7 +169,7 @@ class OutlineWriter:
                 )
                 self.format = fallback
 
-    def _titles(self, content: str, task: OutlineTask) -> list[str]:
+    def _titles(self, content: str, task: Step) -> list[str]:
         wanted = task.options.sections
         titles = normalize_outline(
             parse_outline(content), wanted=wanted, max_title_length=self._max_title_length

@@ -43,8 +43,6 @@ SECTION_WORDS: Final[dict[Detail, str]] = {
 }
 MAX_TOKENS_FACTOR: Final[dict[Detail, float]] = {"brief": 0.5, "standard": 1.0, "deep": 2.0}
 
-SUMMARY_TITLE: Final = "Summary"
-
 _LANGUAGE_RULE: Final = " Write in the language the user names; in English if the user names none."
 
 

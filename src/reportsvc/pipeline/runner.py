@@ -1,8 +1,9 @@
-"""The report pipeline as a `StepRunner`: what a worker runs for each claimed step."""
+"""The report pipeline as a `StepRunner`: what a worker runs for each claimed step. The one
+place where the kind of a step decides what is done."""
 
 from __future__ import annotations
 
-from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
+from reportsvc.domain import Step, StepKind, StepResult
 from reportsvc.pipeline.model import ChatModel
 from reportsvc.pipeline.outline import OutlineFormat, OutlineWriter
 from reportsvc.pipeline.section import write_section
@@ -24,8 +25,16 @@ class ReportPipeline:
             model, fmt=outline_format, max_title_length=max_title_length, max_attempts=max_attempts
         )
 
-    async def outline(self, task: OutlineTask) -> OutlineResult:
-        return await self.outlines.write(task)
+    async def run(self, step: Step) -> StepResult:
+        match step.kind:
+            case StepKind.OUTLINE:
+                return await self.outline(step)
+            case StepKind.SECTION | StepKind.SUMMARY:
+                return await self.section(step)
 
-    async def section(self, task: SectionTask) -> SectionResult:
-        return await write_section(self._model, task, max_tokens=self._section_max_tokens)
+    async def outline(self, step: Step) -> StepResult:
+        return await self.outlines.write(step)
+
+    async def section(self, step: Step) -> StepResult:
+        """A section, or the summary (written from the finished sections)."""
+        return await write_section(self._model, step, max_tokens=self._section_max_tokens)

@@ -23,7 +23,7 @@ import structlog
 
 from reportsvc.backoff import Backoff
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.queue.sql import QUERIES
+from reportsvc.queue.sql import load_queries
 
 WORK_CHANNEL: Final = "reportsvc_work"
 EVENTS_CHANNEL: Final = "reportsvc_events"
@@ -31,6 +31,7 @@ EVENTS_CHANNEL: Final = "reportsvc_events"
 _IDS_PER_NOTIFY: Final = 200
 
 log = structlog.get_logger("reportsvc.notifications")
+QUERIES: Final = load_queries("notifications.sql")
 
 
 class Listener:

@@ -1,4 +1,10 @@
-"""Loads the named statements of `queries.sql` (blocks starting with `-- name: <name>`)."""
+"""Loads named statements from this package's `.sql` files (blocks that start with
+`-- name: <name>`).
+
+Sets of statuses are written in the SQL as placeholders (`{active_jobs}`) and filled in
+here from the enums of `reportsvc.domain`, so each set is defined once; single status
+values are plain literals, checked against the enums by a test.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,36 @@ import re
 from importlib.resources import files
 from typing import Final
 
+from reportsvc.domain import (
+    ACTIVE_JOB_STATUSES,
+    FINISHED_JOB_STATUSES,
+    REPORT_PART_KINDS,
+    RETRYABLE_JOB_STATUSES,
+    SUMMARY_TITLE,
+)
+
 _NAME: Final = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
+
+
+def _literals(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+PLACEHOLDERS: Final = {
+    "active_jobs": _literals(ACTIVE_JOB_STATUSES),
+    "finished_jobs": _literals(FINISHED_JOB_STATUSES),
+    "retryable_jobs": _literals(RETRYABLE_JOB_STATUSES),
+    "report_parts": _literals(REPORT_PART_KINDS),
+    "summary_title": _literals((SUMMARY_TITLE,)),
+}
+
+
+def _fill(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name not in PLACEHOLDERS:
+        raise ValueError(f"unknown placeholder {{{name}}} in SQL")
+    return PLACEHOLDERS[name]
 
 
 def parse_queries(text: str) -> dict[str, str]:
@@ -16,8 +51,10 @@ def parse_queries(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query {name!r} is defined twice")
-        queries[name] = body.strip()
+        queries[name] = _PLACEHOLDER.sub(_fill, body.strip())
     return queries
 
 
-QUERIES: Final = parse_queries(files("reportsvc.queue").joinpath("queries.sql").read_text("utf-8"))
+def load_queries(filename: str) -> dict[str, str]:
+    """The statements of `reportsvc/queue/<filename>`, by name."""
+    return parse_queries(files("reportsvc.queue").joinpath(filename).read_text("utf-8"))

@@ -1,0 +1,75 @@
+-- What operators and monitoring ask: counts, queue state, pruning, retrying a job. Only
+-- `reportsvc.queue.operations` runs them. `{name}` placeholders are sets of statuses.
+
+
+-- name: job_counts
+-- Jobs by status, for metrics. A full count: `reportsvc prune` keeps the table bounded.
+SELECT status, count(*) FROM jobs GROUP BY status;
+
+
+-- name: queue_stats
+-- The queue as an operator sees it, per kind of step, from the two small partial indexes
+-- (queued rows, running rows).
+SELECT kind,
+       count(*) FILTER (WHERE status = 'queued' AND run_after <= now()) AS ready,
+       extract(epoch FROM now() - min(run_after)
+                              FILTER (WHERE status = 'queued' AND run_after <= now()))
+           AS oldest,
+       count(*) FILTER (WHERE status = 'queued' AND run_after > now()) AS retrying,
+       count(*) FILTER (WHERE status = 'running') AS running
+FROM steps
+WHERE status = 'queued' OR status = 'running'
+GROUP BY kind;
+
+
+-- name: schema_revision
+SELECT version_num FROM alembic_version;
+
+
+-- name: prune_jobs
+-- $1 age (s), $2 batch size. Deletes up to $2 finished jobs older than $1, oldest first;
+-- their steps go with them (ON DELETE CASCADE). Run in batches to keep each short.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status IN ({finished_jobs})
+      AND finished_at < now() - make_interval(secs => $1)
+    ORDER BY finished_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs j USING doomed d WHERE j.id = d.id;
+
+
+-- name: requeue_unfinished_steps
+-- $1 job id. Step 1 of `reportsvc retry`: a failed or cancelled job's failed and cancelled
+-- steps go back to the queue with fresh attempts (steps locked first). So does an outline
+-- step that finished after its job had already ended (its outline was never taken).
+UPDATE steps s
+SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL,
+    finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+FROM jobs j
+WHERE s.job_id = $1 AND j.id = s.job_id AND j.status IN ({retryable_jobs})
+  AND (s.status IN ('failed', 'cancelled')
+       OR (s.kind = 'outline' AND s.status = 'done' AND j.outline IS NULL))
+RETURNING s.id, s.kind;
+
+
+-- name: reopen_job
+-- $1 job id, $2 job timeout (s). Step 2 of `reportsvc retry`: a failed or cancelled job
+-- runs again, with a new deadline. Without an outline it starts from the outline step; with
+-- one it goes on writing its sections (or is complete, if they are all done).
+UPDATE jobs
+SET status = CASE WHEN outline IS NULL THEN 'outlining'
+                  WHEN sections_done = sections_total THEN 'completed'
+                  ELSE 'writing' END,
+    error = NULL,
+    finished_at = CASE WHEN outline IS NOT NULL AND sections_done = sections_total
+                       THEN now() END,
+    deadline_at = now() + make_interval(secs => $2)
+WHERE id = $1 AND status IN ({retryable_jobs})
+RETURNING status;
+
+
+-- name: job_status
+-- $1 job id.
+SELECT status FROM jobs WHERE id = $1;

@@ -1,0 +1,38 @@
+"""How a claimed step ended, as the worker hands it to the queue to be written.
+
+One value per step, whatever its kind; `StepQueue.write` turns a batch of them into one
+statement per transition (complete, retry, fail, release).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from reportsvc.domain import Step, StepResult, Usage
+
+
+class Done(msgspec.Struct, frozen=True):
+    step: Step
+    result: StepResult
+
+
+class Failed(msgspec.Struct, frozen=True, kw_only=True):
+    step: Step
+    # What a user may read (plain words), and the detail for operators (`last_error`).
+    reason: str
+    detail: str | None = None
+    # Seconds until the next attempt; None: the step fails for good, and its job with it.
+    retry_in: float | None = None
+    # What a call that answered with something unusable consumed.
+    usage: Usage = Usage()
+
+
+class Released(msgspec.Struct, frozen=True):
+    """Given back without a result: to the queue on shutdown (`requeue`), or abandoned
+    because its job ended or another worker took the step over."""
+
+    step: Step
+    requeue: bool
+
+
+Outcome = Done | Failed | Released

@@ -1,0 +1,220 @@
+"""The API's side: new jobs (group-committed), a job with its report, listings, cancelling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final, NamedTuple
+from uuid import UUID, uuid4
+
+import asyncpg
+import msgspec
+
+from reportsvc.db.errors import DATABASE_UNAVAILABLE
+from reportsvc.domain import JobOptions, JobStatus
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.sql import load_queries
+
+Q: Final = load_queries("reports.sql")
+
+
+class JobRow(msgspec.Struct, frozen=True):
+    id: UUID
+    topic: str
+    status: JobStatus
+    model: str
+    options: JobOptions
+    outline: list[str] | None
+    sections_total: int | None
+    sections_done: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    # Finished sections so far, in outline order.
+    done_sections: dict[str, str]
+    summary: str | None = None
+    # Sections the model stopped because they reached max_tokens.
+    truncated: list[str] = msgspec.field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class JobListRow(msgspec.Struct, frozen=True):
+    id: UUID
+    topic: str
+    status: JobStatus
+    sections_total: int | None
+    sections_done: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class _NewJob(NamedTuple):
+    id: UUID
+    topic: str
+    model: str
+    options: object
+    idempotency_key: str | None
+    timeout: float
+    owner: str | None
+    inserted: asyncio.Future[UUID | None]
+
+
+def _fail(jobs: list[_NewJob], exc: BaseException) -> None:
+    for job in jobs:
+        if job.inserted.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            job.inserted.cancel()
+        else:
+            job.inserted.set_exception(exc)
+
+
+def _options(value: object) -> JobOptions:
+    return msgspec.convert(value, JobOptions)
+
+
+class ReportStore:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self._new_jobs: list[_NewJob] = []
+        self._inserter: asyncio.Task[None] | None = None
+
+    async def create_job(
+        self,
+        *,
+        topic: str,
+        model: str,
+        options: JobOptions,
+        idempotency_key: str | None,
+        timeout_seconds: float,
+        owner: str | None = None,
+    ) -> UUID | None:
+        """The new job's id once its rows are committed; None when `idempotency_key` was
+        already used (by this owner). Concurrent calls share one INSERT (`_insert_jobs`)."""
+        new = _NewJob(
+            id=uuid4(),
+            topic=topic,
+            model=model,
+            options=msgspec.to_builtins(options),
+            idempotency_key=idempotency_key,
+            timeout=timeout_seconds,
+            owner=owner,
+            inserted=asyncio.get_running_loop().create_future(),
+        )
+        self._new_jobs.append(new)
+        if self._inserter is None:
+            self._inserter = asyncio.create_task(self._insert_jobs())
+        return await new.inserted
+
+    async def _insert_jobs(self) -> None:
+        """Insert every job waiting, batch after batch, until none is left."""
+        batch: list[_NewJob] = []
+        try:
+            while self._new_jobs:
+                batch, self._new_jobs = self._new_jobs, []
+                try:
+                    inserted = await self._insert(batch)
+                except DATABASE_UNAVAILABLE as exc:
+                    _fail(batch, exc)
+                    continue
+                except Exception:
+                    # Not an outage: some row is unacceptable. Insert one by one, so one bad
+                    # request cannot fail the others that happened to share its batch.
+                    inserted = set()
+                    for job in batch:
+                        try:
+                            inserted |= await self._insert([job])
+                        except Exception as exc:
+                            _fail([job], exc)
+                for job in batch:
+                    if not job.inserted.done():
+                        job.inserted.set_result(job.id if job.id in inserted else None)
+                if inserted:
+                    self.publisher.wake_workers()
+        except BaseException as exc:
+            _fail(batch + self._new_jobs, exc)
+            self._new_jobs = []
+            raise
+        finally:
+            self._inserter = None
+
+    async def _insert(self, batch: list[_NewJob]) -> set[UUID]:
+        rows = await self.pool.fetch(
+            Q["create_jobs"],
+            [j.id for j in batch],
+            [j.topic for j in batch],
+            [j.model for j in batch],
+            [j.options for j in batch],
+            [j.idempotency_key for j in batch],
+            [j.timeout for j in batch],
+            [j.owner for j in batch],
+        )
+        return {r[0] for r in rows}
+
+    async def find_job_by_key(
+        self, idempotency_key: str, owner: str | None = None
+    ) -> tuple[UUID, str, str, JobOptions] | None:
+        row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key, owner)
+        if row is None:
+            return None
+        return row["id"], row["topic"], row["model"], _options(row["options"])
+
+    async def get_job(self, job_id: UUID, owner: str | None = None) -> JobRow | None:
+        """The job, if it exists and (when `owner` is given) belongs to `owner`."""
+        row = await self.pool.fetchrow(Q["get_job"], job_id, owner)
+        if row is None:
+            return None
+        titles = row["done_titles"] or []
+        contents = row["done_contents"] or []
+        return JobRow(
+            id=row["id"],
+            topic=row["topic"],
+            status=JobStatus(row["status"]),
+            model=row["model"],
+            options=_options(row["options"]),
+            outline=row["outline"],
+            sections_total=row["sections_total"],
+            sections_done=row["sections_done"],
+            error=row["error"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            done_sections=dict(zip(titles, contents, strict=True)),
+            summary=row["summary"],
+            truncated=row["truncated"] or [],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+        )
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] | None,
+        limit: int,
+        before: tuple[datetime, UUID] | None,
+        owner: str | None = None,
+    ) -> list[JobListRow]:
+        """Newest first; `before` is the (created_at, id) of the last job already seen."""
+        created_at, job_id = before if before is not None else (None, None)
+        wanted = [str(s) for s in statuses] if statuses else None
+        args = (wanted, limit, created_at, job_id)
+        if owner is None:
+            rows = await self.pool.fetch(Q["list_jobs"], *args)
+        else:
+            rows = await self.pool.fetch(Q["list_owner_jobs"], *args, owner)
+        return [JobListRow(r[0], r[1], JobStatus(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    async def cancel_job(self, job_id: UUID, owner: str | None = None) -> JobStatus | None:
+        """The job's status after the call; None: no such job (of `owner`)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["retire_owned_queued_steps"], job_id, owner)
+            status: str | None = await conn.fetchval(Q["cancel_job"], job_id, owner)
+        if status == JobStatus.CANCELLED:
+            self.publisher.progress([job_id])
+        return None if status is None else JobStatus(status)
+
+    async def pending_jobs(self) -> int:
+        count: int = await self.pool.fetchval(Q["pending_jobs"])
+        return count

@@ -1,0 +1,118 @@
+-- What the API reads and writes: new jobs, a job with its report, listings, cancellation.
+-- Only `reportsvc.queue.reports` runs them. `{name}` placeholders are sets of statuses.
+
+
+-- name: create_jobs
+-- $1 ids, $2 topics, $3 models, $4 options (jsonb), $5 idempotency keys (or NULL),
+-- $6 job timeouts (s), $7 owners (the API token's id, or NULL). One row per POST, each
+-- with its outline step; the API inserts the requests that arrive while the previous
+-- insert is under way together (group commit: one round trip and one WAL flush for the
+-- lot, and each request is answered only once its rows are committed). A job whose
+-- idempotency key its owner already used (also earlier in the same batch) is not
+-- inserted, and its id is missing from the result (see find_job_by_key). Idle workers are
+-- woken by `wake_workers` after this commits, not from inside it: a NOTIFY in every
+-- insert serialises all commits on PostgreSQL's notification queue lock.
+WITH created AS (
+    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner)
+    SELECT r.id, r.topic, r.model, r.options, r.idempotency_key,
+           now() + make_interval(secs => r.timeout), r.owner
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[],
+                $7::text[])
+         WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, owner, ord)
+    ORDER BY r.ord
+    ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+    DO NOTHING
+    RETURNING id
+),
+-- The outline step of each new job: claimed after the steps of reports already under way.
+outlines AS (
+    INSERT INTO steps (job_id, kind, priority)
+    SELECT id, 'outline', 1 FROM created
+)
+SELECT id FROM created;
+
+
+-- name: find_job_by_key
+-- $1 idempotency key, $2 owner (or NULL)
+SELECT id, topic, model, options FROM jobs
+WHERE idempotency_key = $1 AND coalesce(owner, '') = coalesce($2, '');
+
+
+-- name: get_job
+-- $1 job id, $2 owner (NULL: any). Finished sections come along, in outline order, for the
+-- report (or, while the job runs, for partial results), with the summary when there is
+-- one, the titles of sections cut short by max_tokens, and the tokens of every step.
+SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
+       j.sections_done, j.error, j.created_at, j.finished_at,
+       st.titles AS done_titles, st.contents AS done_contents, st.summary, st.truncated,
+       st.prompt_tokens, st.completion_tokens
+FROM jobs j
+CROSS JOIN LATERAL (
+    SELECT array_agg(s.title ORDER BY s.position)
+               FILTER (WHERE s.status = 'done' AND s.kind = 'section') AS titles,
+           array_agg(s.content ORDER BY s.position)
+               FILTER (WHERE s.status = 'done' AND s.kind = 'section') AS contents,
+           max(s.content) FILTER (WHERE s.status = 'done' AND s.kind = 'summary') AS summary,
+           array_agg(s.title ORDER BY s.position)
+               FILTER (WHERE s.finish_reason = 'length' AND s.status = 'done'
+                       AND s.kind IN ({report_parts})) AS truncated,
+           coalesce(sum(s.prompt_tokens), 0)::int AS prompt_tokens,
+           coalesce(sum(s.completion_tokens), 0)::int AS completion_tokens
+    FROM steps s
+    WHERE s.job_id = j.id
+) st
+WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2);
+
+
+-- name: list_jobs
+-- $1 statuses (NULL: all), $2 page size, $3 and $4: the (created_at, id) of the last job of
+-- the previous page (NULL: start from the newest). Keyset pagination on jobs_created_at_idx.
+SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
+FROM jobs
+WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $2;
+
+
+-- name: list_owner_jobs
+-- The same for the jobs of one owner ($5), on jobs_owner_created_at_idx. That index holds
+-- only jobs with an owner, so an API without tokens does not maintain it on every update.
+SELECT id, topic, status, sections_total, sections_done, created_at, finished_at
+FROM jobs
+WHERE owner = $5
+  AND ($1::text[] IS NULL OR status = ANY($1::text[]))
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
+ORDER BY owner, created_at DESC, id DESC
+LIMIT $2;
+
+
+-- name: retire_owned_queued_steps
+-- $1 job id, $2 owner (NULL: any). Step 1 of a cancellation: the job's queued steps will
+-- never run. Step rows are locked before the job row, as everywhere else; running steps
+-- are abandoned by their worker at its next heartbeat.
+UPDATE steps s
+SET status = 'cancelled', finished_at = now()
+FROM jobs j
+WHERE s.job_id = $1 AND s.status = 'queued'
+  AND j.id = s.job_id AND j.status IN ({active_jobs}) AND ($2::text IS NULL OR j.owner = $2);
+
+
+-- name: cancel_job
+-- $1 job id, $2 owner (NULL: any). Step 2, in the same transaction. Returns the job's
+-- status after the call; no row: no such job.
+WITH cancelled AS (
+    UPDATE jobs
+    SET status = 'cancelled', finished_at = now()
+    WHERE id = $1 AND status IN ({active_jobs}) AND ($2::text IS NULL OR owner = $2)
+    RETURNING id, status
+)
+SELECT status FROM cancelled
+UNION ALL
+SELECT status FROM jobs
+WHERE id = $1 AND ($2::text IS NULL OR owner = $2) AND NOT EXISTS (SELECT 1 FROM cancelled);
+
+
+-- name: pending_jobs
+-- Jobs waiting or being written (admission control), counted on jobs_deadline_idx.
+SELECT count(*) FROM jobs WHERE status IN ({active_jobs});

@@ -1,0 +1,224 @@
+"""The workers' side of the queue: claim, lease, complete, retry, fail, release, rescue.
+
+Every transition of a step is one statement in `steps.sql`, the same for every kind of
+step. This module speaks asyncpg directly: on this hot path SQLAlchemy's execution layer
+costs about three times the CPU of the driver per statement (see DEVLOG.md), and every
+statement here is hand-written anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from reportsvc import failures
+from reportsvc.domain import JobOptions, Step, StepKind, StepStatus
+from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
+from reportsvc.queue.sql import load_queries
+
+Q: Final = load_queries("steps.sql")
+_json = msgspec.json.Encoder().encode
+
+
+class Claim(msgspec.Struct, frozen=True):
+    steps: list[Step]
+    # Fewer rows were ready than asked for: the queue is (for now) empty.
+    exhausted: bool
+
+
+class Written(msgspec.Struct, kw_only=True):
+    """What writing a batch of outcomes did."""
+
+    # Results stored; results refused because the lease was lost.
+    written: int = 0
+    lost: int = 0
+    completed_jobs: list[UUID] = msgspec.field(default_factory=list)
+    failed_jobs: list[UUID] = msgspec.field(default_factory=list)
+
+
+class Rescue(msgspec.Struct, frozen=True):
+    requeued: int
+    failed_jobs: list[UUID]
+
+
+class StepQueue:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+        self.pool = pool
+        self.publisher = publisher
+
+    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> Claim:
+        """Up to `limit` steps, leased to `worker_id`: steps of reports under way first,
+        then the outlines of new reports. One round trip (two for a summary step)."""
+        rows = await self.pool.fetch(Q["claim_steps"], worker_id, limit, lease_seconds)
+        steps = [
+            Step(
+                id=r[0],
+                kind=StepKind(r[1]),
+                job_id=r[2],
+                position=r[3],
+                title=r[4],
+                attempt=r[5],
+                topic=r[7],
+                model=r[8],
+                options=msgspec.convert(r[9], JobOptions),
+                outline=r[10] or [],
+            )
+            for r in rows
+            if r[6]
+        ]
+        for i, step in enumerate(steps):
+            if step.kind is StepKind.SUMMARY:  # rare: one per job, and only when asked for
+                written = await self.pool.fetch(Q["written_sections"], step.job_id)
+                steps[i] = msgspec.structs.replace(step, written={r[0]: r[1] for r in written})
+        return Claim(steps, exhausted=len(rows) < limit)
+
+    async def write(self, worker_id: str, outcomes: Sequence[Outcome]) -> Written:
+        """Write a batch of outcomes: one statement per transition present in the batch.
+        Every write is fenced on (worker, attempt): writing a batch twice is harmless."""
+        done = [o for o in outcomes if isinstance(o, Done)]
+        failed = [o for o in outcomes if isinstance(o, Failed)]
+        retries = [o for o in failed if o.retry_in is not None]
+        failures_ = [o for o in failed if o.retry_in is None]
+        released = [o for o in outcomes if isinstance(o, Released)]
+        written = Written()
+        if done:
+            await self._complete(worker_id, done, written)
+        if retries:
+            await self._retry(worker_id, retries)
+        if failures_:
+            written.failed_jobs = await self._fail(worker_id, failures_)
+            self.publisher.progress(written.failed_jobs)
+        for requeue in (True, False):
+            batch = [o.step for o in released if o.requeue is requeue]
+            if batch:
+                await self.pool.fetchval(
+                    Q["release_steps"],
+                    worker_id,
+                    [s.id for s in batch],
+                    [s.attempt for s in batch],
+                    requeue,
+                )
+        return written
+
+    async def _complete(self, worker_id: str, done: list[Done], written: Written) -> None:
+        row = await self.pool.fetchrow(
+            Q["complete_steps"],
+            worker_id,
+            [d.step.id for d in done],
+            [d.step.attempt for d in done],
+            [d.result.content for d in done],
+            [d.result.finish_reason for d in done],
+            [d.result.usage.prompt_tokens for d in done],
+            [d.result.usage.completion_tokens for d in done],
+            [_titles(d) for d in done],
+        )
+        assert row is not None
+        written.written = row["written"]
+        written.lost = len(done) - row["written"]
+        written.completed_jobs = row["completed"]
+        self.publisher.progress(row["moved"])
+
+    async def _retry(self, worker_id: str, retries: list[Failed]) -> None:
+        await self.pool.fetch(
+            Q["retry_steps"],
+            worker_id,
+            [r.step.id for r in retries],
+            [r.step.attempt for r in retries],
+            [failures.last_error(r.detail or r.reason) for r in retries],
+            [r.retry_in for r in retries],
+            [r.usage.prompt_tokens for r in retries],
+            [r.usage.completion_tokens for r in retries],
+        )
+
+    async def _fail(self, worker_id: str, failed: list[Failed]) -> list[UUID]:
+        """Fail the steps for good and, atomically, their jobs. Returns the failed jobs."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                Q["fail_steps"],
+                worker_id,
+                [f.step.id for f in failed],
+                [f.step.attempt for f in failed],
+                [failures.last_error(f.detail or f.reason) for f in failed],
+                [f.usage.prompt_tokens for f in failed],
+                [f.usage.completion_tokens for f in failed],
+            )
+            reasons = {f.step.id: f.reason for f in failed}
+            messages: dict[UUID, str] = {}
+            for r in rows:
+                messages.setdefault(r["job_id"], _job_error(r, reasons[r["id"]]))
+            return await self._fail_jobs(conn, messages)
+
+    async def extend_leases(
+        self, worker_id: str, held: Iterable[Step], lease_seconds: float
+    ) -> set[int]:
+        """Renew this worker's leases; returns the steps it still holds for live jobs."""
+        steps = list(held)
+        if not steps:
+            return set()
+        rows = await self.pool.fetch(
+            Q["extend_leases"],
+            worker_id,
+            [s.id for s in steps],
+            [s.attempt for s in steps],
+            lease_seconds,
+        )
+        return {r[0] for r in rows}
+
+    async def rescue(self, max_attempts: int) -> Rescue:
+        """Requeue steps whose worker vanished; fail the ones out of attempts, and their
+        jobs."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q["rescue_steps"], max_attempts, failures.WORKER_LOST)
+            messages: dict[UUID, str] = {}
+            for r in rows:
+                if r["status"] == StepStatus.FAILED:
+                    messages.setdefault(r["job_id"], _job_error(r, failures.WORKER_LOST_EVERY_TIME))
+            failed = await self._fail_jobs(conn, messages)
+        requeued = sum(r["status"] == StepStatus.QUEUED for r in rows)
+        if requeued:
+            self.publisher.wake_workers()
+        self.publisher.progress(failed)
+        return Rescue(requeued=requeued, failed_jobs=failed)
+
+    async def fail_overdue_jobs(self, timeout_seconds: float) -> list[UUID]:
+        rows = await self.pool.fetch(Q["overdue_jobs"])
+        if not rows:
+            return []
+        message = failures.deadline_passed(timeout_seconds)
+        async with self.pool.acquire() as conn, conn.transaction():
+            failed = await self._fail_jobs(conn, {r["id"]: message for r in rows})
+        self.publisher.progress(failed)
+        return failed
+
+    async def _fail_jobs(self, conn: asyncpg.Connection, messages: dict[UUID, str]) -> list[UUID]:
+        if not messages:
+            return []
+        ids = sorted(messages)
+        await conn.execute(Q["retire_queued_steps"], ids)
+        rows = await conn.fetch(Q["fail_jobs"], ids, [messages[i] for i in ids])
+        return [r[0] for r in rows]
+
+
+def _titles(done: Done) -> str | None:
+    """An outline's titles, as a JSON array; nothing for other steps."""
+    if done.step.kind is not StepKind.OUTLINE:
+        return None
+    if not done.result.titles:
+        raise ValueError("an outline step finished without titles")
+    return _json(done.result.titles).decode()
+
+
+def _job_error(row: asyncpg.Record, reason: str) -> str:
+    return failures.step_failed(
+        kind=StepKind(row["kind"]),
+        position=row["position"],
+        title=row["title"],
+        outline_length=row["outline_length"],
+        attempts=row["attempts"],
+        reason=reason,
+    )

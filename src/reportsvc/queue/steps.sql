@@ -1,0 +1,285 @@
+-- The workers' queue: every statement that claims, leases, retries, fails, releases,
+-- rescues or completes a step. Only `reportsvc.queue.steps` runs them. A step is a row of
+-- `steps` whatever its kind (outline, section, summary): one statement per transition.
+-- Parameters are positional ($1, $2, ...); each block says what they are. `{name}`
+-- placeholders are sets of statuses, filled in from `reportsvc.domain` when loaded.
+--
+-- Locking order, to keep statements from deadlocking one another: a statement that
+-- touches both tables locks step rows before job rows. Claims never wait (SKIP LOCKED).
+
+
+-- name: claim_steps
+-- $1 worker id, $2 how many steps at most, $3 lease (s)
+--
+-- Hands out up to $2 ready steps of any kind in one round trip.
+WITH
+-- 1. Steps ready to run: queued, and not waiting out a retry backoff. The steps of reports
+--    already under way (priority 0: sections, summaries) go before the outlines of new
+--    reports (priority 1), so started reports finish first; then oldest first. The partial
+--    index steps_claim_idx holds only queued rows, in exactly this order, so this is a
+--    short index scan however many finished steps the table holds. SKIP LOCKED lets
+--    concurrent workers take disjoint rows without waiting for one another.
+ready AS (
+    SELECT id
+    FROM steps
+    WHERE status = 'queued' AND run_after <= now()
+    ORDER BY priority, run_after, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+-- 2. Take them: lease them to this worker and count the attempt. The attempt number is
+--    the fencing token every later write by this worker must present. A queued step of a
+--    job that failed or was cancelled meanwhile is retired instead of being run.
+--    The job row is read, not locked, and comes back with everything a worker needs to
+--    run the step (topic, outline, options), so no second query is needed.
+UPDATE steps s
+SET status = CASE WHEN j.status IN ({active_jobs}) THEN 'running' ELSE 'cancelled' END,
+    lease_owner = CASE WHEN j.status IN ({active_jobs}) THEN $1 END,
+    claimed_by = CASE WHEN j.status IN ({active_jobs}) THEN $1 ELSE s.claimed_by END,
+    lease_expires_at = CASE WHEN j.status IN ({active_jobs})
+                            THEN now() + make_interval(secs => $3) END,
+    attempts = s.attempts + CASE WHEN j.status IN ({active_jobs}) THEN 1 ELSE 0 END,
+    started_at = coalesce(s.started_at, now()),
+    finished_at = CASE WHEN j.status IN ({active_jobs}) THEN NULL ELSE now() END
+FROM ready r, jobs j
+WHERE s.id = r.id AND j.id = s.job_id
+RETURNING s.id, s.kind, s.job_id, s.position, s.title, s.attempts,
+          j.status IN ({active_jobs}) AS live, j.topic, j.model, j.options, j.outline;
+
+
+-- name: written_sections
+-- $1 job id. The finished sections, for the summary step.
+SELECT title, content FROM steps
+WHERE job_id = $1 AND kind = 'section' AND status = 'done'
+ORDER BY position;
+
+
+-- name: complete_steps
+-- $1 worker id, $2 step ids, $3 attempts, $4 contents (sections, summaries), $5 finish
+-- reasons, $6 prompt tokens, $7 completion tokens, $8 titles (outlines: a JSON array, as
+-- text: asyncpg would take a list for an array dimension)
+--
+-- Stores finished steps and, in the same statement (one transaction), moves their jobs on:
+-- a written outline queues one section step per title; a written section or summary is
+-- counted, and the job whose count reaches its total becomes completed.
+WITH done AS (
+    -- Fencing: only the holder of the current attempt may write. A worker whose lease was
+    -- taken over (it stalled, another worker re-ran the step) writes nothing.
+    UPDATE steps s
+    SET status = 'done',
+        content = i.content,
+        finish_reason = i.finish_reason,
+        prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+        completion_tokens = s.completion_tokens + i.completion_tokens,
+        finished_at = now(),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        last_error = NULL
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
+                $8::text[])
+         AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens, titles)
+    WHERE s.id = i.id
+      AND s.attempts = i.attempt
+      AND s.lease_owner = $1
+      AND s.status = 'running'
+    RETURNING s.job_id, s.kind, s.started_at, i.titles
+),
+-- An outline: the job takes it and moves on to writing (unless it ended meanwhile). The
+-- summary pass, when asked for, is one more step after the sections.
+outlined AS (
+    UPDATE jobs j
+    SET status = 'writing',
+        outline = ARRAY(SELECT jsonb_array_elements_text(d.titles::jsonb)),
+        sections_total = jsonb_array_length(d.titles::jsonb)
+            + CASE WHEN coalesce((j.options ->> 'summary')::boolean, false) THEN 1 ELSE 0 END,
+        started_at = coalesce(j.started_at, d.started_at)
+    FROM done d
+    WHERE d.kind = 'outline' AND j.id = d.job_id AND j.status = 'outlining'
+    RETURNING j.id, j.outline
+),
+-- ... and one section step per title is queued.
+sections_queued AS (
+    INSERT INTO steps (job_id, kind, position, title)
+    SELECT o.id, 'section', t.ord - 1, t.title
+    FROM outlined o, unnest(o.outline) WITH ORDINALITY AS t(title, ord)
+    RETURNING job_id
+),
+-- Sections and summaries are counted on their jobs. The job row lock serialises
+-- concurrent completions of one job: the second waits, then re-reads the counter the
+-- first one wrote (READ COMMITTED re-evaluation), so two workers finishing the last two
+-- sections at once cannot both miss, or both make, the completion. The counter counts
+-- every stored section, also for a job that failed or was cancelled while it was running:
+-- the row is done, and `reportsvc retry` will not redo it; only a job still being written
+-- can become completed. Jobs are visited in id order, the order every worker uses; should
+-- two batches still lock shared jobs in opposite orders, PostgreSQL reports a deadlock,
+-- one batch is rolled back and its worker writes it again (every write is fenced, so
+-- repeating it is harmless). An explicit `SELECT ... ORDER BY id FOR UPDATE` first would
+-- rule that out, at the price of a second write to each job row per batch (row locks are
+-- written to the heap): about 10 % of queue throughput.
+-- (No job is in both `outlined` and `counted`: a job's sections exist only once its
+-- outline is written, and one statement never updates a row twice.)
+counted AS (
+    UPDATE jobs j
+    SET sections_done = j.sections_done + p.n,
+        status = CASE WHEN j.status = 'writing' AND j.sections_done + p.n = j.sections_total
+                      THEN 'completed' ELSE j.status END,
+        finished_at = CASE WHEN j.status = 'writing'
+                                AND j.sections_done + p.n = j.sections_total
+                           THEN now() ELSE j.finished_at END
+    FROM (SELECT job_id, count(*)::int AS n FROM done WHERE kind IN ({report_parts})
+          GROUP BY job_id ORDER BY job_id) p
+    WHERE j.id = p.job_id
+    RETURNING j.id, j.status, j.sections_done, j.sections_total,
+              coalesce((j.options ->> 'summary')::boolean, false) AS summary
+),
+-- A job with a summary pass: when every ordinary section is done, its summary step is
+-- queued (a new row, so no lock is taken after the job's).
+summaries AS (
+    INSERT INTO steps (job_id, kind, position, title)
+    -- The summary's position is the outline's length: sections_total counts it as well.
+    SELECT c.id, 'summary', c.sections_total - 1, {summary_title}
+    FROM counted c
+    WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
+    ON CONFLICT (job_id, kind, position) DO NOTHING
+    RETURNING job_id
+),
+queued AS (
+    SELECT count(*) AS n FROM (SELECT job_id FROM sections_queued
+                               UNION ALL SELECT job_id FROM summaries) q
+)
+SELECT (SELECT count(*) FROM done) AS written,
+       ARRAY(SELECT id FROM counted UNION ALL SELECT id FROM outlined) AS moved,
+       ARRAY(SELECT id FROM counted WHERE status = 'completed' ORDER BY id) AS completed,
+       q.n AS queued,
+       -- New steps wake idle workers; sent with the commit, so it cannot be lost if this
+       -- worker dies right after. (Only statements that queued something notify: a NOTIFY
+       -- in every completion would serialise commits on the notification queue's lock.)
+       CASE WHEN q.n > 0 THEN pg_notify('reportsvc_work', 'steps') END AS notified
+FROM queued q;
+
+
+-- name: retry_steps
+-- $1 worker id, $2 step ids, $3 attempts, $4 errors (operators' detail), $5 seconds until
+-- the next attempt, $6 prompt tokens, $7 completion tokens (of a call that answered with
+-- something unusable). Puts steps back in the queue after a transient failure, not
+-- before run_after.
+UPDATE steps s
+SET status = 'queued',
+    run_after = now() + make_interval(secs => i.delay),
+    last_error = i.error,
+    prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+    completion_tokens = s.completion_tokens + i.completion_tokens,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::int[])
+     AS i(id, attempt, error, delay, prompt_tokens, completion_tokens)
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+RETURNING s.id;
+
+
+-- name: fail_steps
+-- $1 worker id, $2 step ids, $3 attempts, $4 errors (operators' detail), $5 prompt tokens,
+-- $6 completion tokens. Marks steps failed for good; the caller then fails their jobs
+-- (fail_jobs), in the same transaction.
+UPDATE steps s
+SET status = 'failed',
+    last_error = i.error,
+    prompt_tokens = s.prompt_tokens + i.prompt_tokens,
+    completion_tokens = s.completion_tokens + i.completion_tokens,
+    finished_at = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[])
+     AS i(id, attempt, error, prompt_tokens, completion_tokens), jobs j
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+  AND j.id = s.job_id
+RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
+          cardinality(j.outline) AS outline_length;
+
+
+-- name: release_steps
+-- $1 worker id, $2 step ids, $3 attempts, $4 true: back to the queue (shutdown; the
+-- interrupted attempt is not counted), false: abandoned because the job ended. An
+-- abandoned step whose job was retried meanwhile goes back to the queue too.
+WITH released AS (
+    UPDATE steps s
+    SET status = CASE WHEN $4 OR j.status IN ({active_jobs}) THEN 'queued'
+                      ELSE 'cancelled' END,
+        attempts = s.attempts - CASE WHEN $4 THEN 1 ELSE 0 END,
+        run_after = now(),
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN $4 OR j.status IN ({active_jobs}) THEN NULL ELSE now() END
+    FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
+    WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+      AND j.id = s.job_id
+    RETURNING s.id, s.status
+)
+SELECT count(*) AS released,
+       CASE WHEN count(*) FILTER (WHERE status = 'queued') > 0
+            THEN pg_notify('reportsvc_work', 'steps') END AS notified
+FROM released;
+
+
+-- name: extend_leases
+-- $1 worker id, $2 step ids, $3 attempts, $4 lease (s)
+-- The heartbeat. Returns the steps this worker still holds for a live job; the worker
+-- abandons any in-flight step not returned (its lease was taken over, or its job failed
+-- or was cancelled). Moves only lease_expires_at, which no index covers, so the update
+-- can stay on its page (HOT).
+UPDATE steps s
+SET lease_expires_at = now() + make_interval(secs => $4)
+FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
+WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+  AND j.id = s.job_id AND j.status IN ({active_jobs})
+RETURNING s.id;
+
+
+-- name: rescue_steps
+-- $1 max attempts, $2 the error recorded on each rescued step (operators' detail)
+-- Steps whose lease ran out: their worker died, or stalled past its lease. Back to the
+-- queue at once, or failed if they have used every attempt (a step that crashes every
+-- worker that runs it must not loop forever). SKIP LOCKED: any number of workers may run
+-- this at the same time without waiting on each other or on a late completion.
+WITH expired AS (
+    SELECT id FROM steps
+    WHERE status = 'running' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE steps s
+SET status = CASE WHEN s.attempts >= $1 THEN 'failed' ELSE 'queued' END,
+    finished_at = CASE WHEN s.attempts >= $1 THEN now() END,
+    run_after = now(),
+    last_error = $2,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM expired e, jobs j
+WHERE s.id = e.id AND j.id = s.job_id
+RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.status, s.attempts,
+          cardinality(j.outline) AS outline_length;
+
+
+-- name: overdue_jobs
+-- Unfinished jobs past their deadline (JOB_TIMEOUT_SECONDS after they were created).
+SELECT id FROM jobs
+WHERE status IN ({active_jobs}) AND deadline_at < now()
+LIMIT 1000;
+
+
+-- name: retire_queued_steps
+-- $1 job ids. Queued steps of jobs that are ending will never run: mark them cancelled.
+-- Runs first in the transactions that fail jobs, so that step rows are locked before job
+-- rows, as everywhere else. Running steps are abandoned by their worker at its next
+-- heartbeat.
+UPDATE steps
+SET status = 'cancelled', finished_at = now()
+WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
+
+
+-- name: fail_jobs
+-- $1 job ids, $2 errors (what a user reads). Ends unfinished jobs as failed.
+UPDATE jobs j
+SET status = 'failed', error = i.error, finished_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS i(id, error)
+WHERE j.id = i.id AND j.status IN ({active_jobs})
+RETURNING j.id;

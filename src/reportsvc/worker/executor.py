@@ -1,0 +1,99 @@
+"""Running steps: one asyncio task per claimed step, bounded in time, whose every ending
+(a result, an error, a timeout, a cancellation) becomes an outcome for the writer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from reportsvc import failures
+from reportsvc.backoff import retry_delay
+from reportsvc.domain import Step, StepRunner, Usage
+from reportsvc.errors import StepError
+from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
+from reportsvc.worker.config import WorkerConfig
+from reportsvc.worker.slots import Slots
+
+if TYPE_CHECKING:
+    from reportsvc.worker.results import ResultWriter
+
+log = structlog.get_logger("reportsvc.worker")
+
+
+def step_ids(step: Step) -> dict[str, object]:
+    """A step's identity for log lines."""
+    ids: dict[str, object] = {
+        "job_id": str(step.job_id),
+        "step_id": step.id,
+        "kind": step.kind.value,
+        "attempt": step.attempt,
+    }
+    if step.title is not None:
+        ids["position"] = step.position
+    return ids
+
+
+class Executor:
+    def __init__(
+        self, runner: StepRunner, config: WorkerConfig, slots: Slots, writer: ResultWriter
+    ) -> None:
+        self._runner = runner
+        self._config = config
+        self._slots = slots
+        self._writer = writer
+
+    def start(self, step: Step) -> None:
+        self._slots.hold(step, asyncio.create_task(self._run(step)))
+
+    async def _run(self, step: Step) -> None:
+        outcome: Outcome
+        try:
+            async with asyncio.timeout(self._config.step_timeout_seconds):
+                outcome = Done(step, await self._runner.run(step))
+        except asyncio.CancelledError:
+            held = self._slots.get(step)
+            self._writer.record(Released(step, requeue=held is None or not held.abandoned))
+            raise
+        except TimeoutError:
+            reason = failures.step_timed_out(self._config.step_timeout_seconds)
+            outcome = self._failed(step, reason, retryable=True)
+        except StepError as exc:
+            usage = Usage(exc.prompt_tokens, exc.completion_tokens)
+            outcome = self._failed(
+                step, exc.message, retryable=exc.retryable, detail=exc.detail, usage=usage
+            )
+        except Exception as exc:
+            log.exception("step crashed", **step_ids(step))
+            detail = f"{type(exc).__name__}: {exc}"
+            outcome = self._failed(
+                step, failures.internal_error(exc), retryable=True, detail=detail
+            )
+        self._writer.record(outcome)
+
+    def _failed(
+        self,
+        step: Step,
+        reason: str,
+        *,
+        retryable: bool,
+        detail: str | None = None,
+        usage: Usage | None = None,
+    ) -> Failed:
+        retry_in = None
+        if retryable and step.attempt < self._config.max_attempts:
+            retry_in = retry_delay(
+                step.attempt, self._config.retry_base_seconds, self._config.retry_max_seconds
+            )
+            log.warning("step will be retried", error=detail or reason, **step_ids(step))
+        return Failed(
+            step=step, reason=reason, detail=detail, retry_in=retry_in, usage=usage or Usage()
+        )
+
+    async def cancel_running(self) -> None:
+        """Stop every step still running; each records a release for the writer."""
+        running = self._slots.running()
+        for held in running:
+            held.call.cancel()
+        await asyncio.gather(*(h.call for h in running), return_exceptions=True)
