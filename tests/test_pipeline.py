@@ -59,9 +59,9 @@ def test_blank_titles_are_dropped() -> None:
 
 
 def test_too_many_titles_are_cut_to_the_number_wanted() -> None:
-    titles = normalize_outline([f"Topic {i}" for i in range(100)], wanted=6, max_title_length=80)
+    titles = normalize_outline([f"Era {i}" for i in range(100)], wanted=6, max_title_length=80)
     assert len(titles) == 6
-    assert titles[-1] == "VI. Topic 5"
+    assert titles[-1] == "VI. Era 5"
 
 
 def test_absurdly_long_titles_are_cut_at_a_word_boundary() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reportsvc.domain import OutlineResult, OutlineTask, SectionResult, SectionTask
 from reportsvc.pipeline.model import ChatModel
-from reportsvc.pipeline.outline import OutlineFormat, OutlineWriter
+from reportsvc.pipeline.outline import OutlineSetting, OutlineWriter
 from reportsvc.pipeline.section import write_section
 
 
@@ -15,7 +15,7 @@ class ReportPipeline:
         *,
         max_title_length: int,
         section_max_tokens: int,
-        outline_format: OutlineFormat = "auto",
+        outline_format: OutlineSetting = "auto",
         max_attempts: int = 5,
     ) -> None:
         self._model = model
