@@ -2,8 +2,10 @@
 
 It writes placeholder outlines and sections, and injects faults on demand: latency, 429s
 with Retry-After, 5xx, hangs, malformed or duplicate-title outlines, reasoning tags,
-truncated answers, a server without json_schema support. Tests, the benchmark and the
-local quick start (`reportsvc dev` without an API key) all use it.
+truncated answers, sections that are not sections. It can answer `response_format` as
+each server in README's "Model servers" table does (`server`: which types it takes, and
+the status and body of its refusal). Tests, the benchmark and the local quick start
+(`reportsvc dev` without an API key) all use it.
 
     reportsvc fake-llm --port 9100 --latency 0.5
     OPENAI_BASE_URL=http://127.0.0.1:9100/v1 reportsvc worker
@@ -63,6 +65,26 @@ _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adip
 Kind = Literal["outline", "section", "summary"]
 T = TypeVar("T")
 
+# Model servers whose handling of response_format differs (README, "Model servers").
+Server = Literal[
+    "openai", "ollama", "vllm", "vllm-0.5", "llama.cpp", "llama-cpp-python", "lm-studio"
+]
+_ALL_TYPES: Final = frozenset({"text", "json_object", "json_schema"})
+_STRUCTURED: Final = frozenset({"json_object", "json_schema"})
+# The response_format types each server takes; None: it takes anything (ignoring what it
+# does not know).
+ACCEPTED_FORMATS: Final[dict[Server, frozenset[str] | None]] = {
+    "openai": _ALL_TYPES,
+    "ollama": None,
+    "vllm": _ALL_TYPES,
+    "vllm-0.5": frozenset({"text", "json_object"}),
+    "llama.cpp": _ALL_TYPES,
+    "llama-cpp-python": frozenset({"text", "json_object"}),
+    "lm-studio": frozenset({"text", "json_schema"}),
+}
+# A path on the model server's machine, as llama-cpp-python's refusals carry one.
+SERVER_PATH: Final = "/opt/llm/venv/lib/python3.11/site-packages/llama_cpp/server/app.py"
+
 
 class Faults(msgspec.Struct, kw_only=True):
     """How one kind of call (outline or section) misbehaves. Rates are 0..1."""
@@ -92,6 +114,11 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     truncate_sections: bool = False  # finish_reason "length"
     json_schema_supported: bool = True  # False: 400 on response_format json_schema
     json_object_supported: bool = True  # False: 400 on response_format json_object
+    server: Server = "openai"  # whose response_format handling and refusals to copy
+    # Section answers that are not sections: the outline repeated back, the title alone,
+    # or nothing; after a reminder in the system prompt, a proper section unless stubborn.
+    bad_sections: Literal["outline", "title", "empty"] | None = None
+    stubborn: bool = False
     section_words: int = 60
     seed: int | None = None
 
@@ -262,12 +289,12 @@ class FakeLLM:
         if self._chance(faults.empty_rate):
             content = ""
         elif kind == "outline":
-            structured = (body.get("response_format") or {}).get("type") is not None
+            structured = (body.get("response_format") or {}).get("type") in _STRUCTURED
             content = self._outline(system, user, structured=structured)
         elif kind == "summary":
             content = f"{PLACEHOLDER_NOTICE}\n\nA summary of the report on {_topic(user)}."
         else:
-            content = self._section(user)
+            content = self._section(user, reminded="previous answer was" in system)
             if cfg.truncate_sections:
                 content = content[: len(content) // 2]
                 finish_reason = "length"
@@ -284,6 +311,8 @@ class FakeLLM:
                 headers["retry-after"] = f"{faults.retry_after:g}"
             return _error(faults.error_status, "server_error", "injected failure", headers)
         format_type = (body.get("response_format") or {}).get("type")
+        if format_type is None:
+            return None
         unsupported = (format_type == "json_schema" and not self.config.json_schema_supported) or (
             format_type == "json_object" and not self.config.json_object_supported
         )
@@ -291,7 +320,10 @@ class FakeLLM:
             return _error(
                 400, "invalid_request_error", f"response_format {format_type} is not supported"
             )
-        return None
+        accepted = ACCEPTED_FORMATS[self.config.server]
+        if accepted is None or format_type in accepted:
+            return None
+        return format_refusal(self.config.server, str(format_type))
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -319,9 +351,14 @@ class FakeLLM:
             return msgspec.json.encode({"sections": titles}).decode()
         return "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
 
-    def _section(self, user: str) -> str:
+    def _section(self, user: str, *, reminded: bool) -> str:
         match = _SECTION_REQUEST.search(user)
         title = match.group(3) if match else "this section"
+        bad = self.config.bad_sections
+        if bad is not None and (self.config.stubborn or not reminded):
+            if bad == "outline":
+                return user[user.index("Outline:") : user.index("Write section")].strip()
+            return title if bad == "title" else ""
         opening = f"This section covers {title}, as part of a report on {_topic(user)}."
         words = opening.split()
         while len(words) < self.config.section_words:
@@ -372,6 +409,58 @@ def _json(value: object, status: int = 200, headers: dict[str, str] | None = Non
         content_type="application/json",
         headers=headers,
     )
+
+
+def format_refusal(server: Server, format_type: str) -> web.Response:
+    """The answer `server` gives to a response_format type it does not take: the status
+    and body its code produces (README, "Model servers", says where each comes from)."""
+    if server == "lm-studio":
+        return _json({"error": "'response_format.type' must be 'json_schema' or 'text'"}, 400)
+    if server == "openai":
+        return _json(
+            {
+                "error": {
+                    "message": f"Invalid value: '{format_type}'. Supported values are: "
+                    "'json_object', 'json_schema', and 'text'.",
+                    "type": "invalid_request_error",
+                    "param": "response_format.type",
+                    "code": "invalid_value",
+                }
+            },
+            400,
+        )
+    if server == "llama.cpp":
+        message = (
+            'response_format type must be one of "text" or "json_object", but got: ' + format_type
+        )
+        return _json(
+            {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}, 400
+        )
+    expected = " or ".join(f"'{t}'" for t in sorted(ACCEPTED_FORMATS[server] or ()))
+    error = (
+        f"{{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        f"'msg': \"Input should be {expected}\", 'input': '{format_type}', "
+        f"'ctx': {{'expected': \"{expected}\"}}}}"
+    )
+    validation = f"[{error}]"
+    if server == "llama-cpp-python":
+        # Its route handler turns every exception, request validation included, into a 500
+        # whose message is the exception's text, which names the server's source file.
+        message = (
+            f'1 validation error:\n  {error}\n\n  File "{SERVER_PATH}", line 376, in '
+            "create_chat_completion\n    POST /v1/chat/completions"
+        )
+        return _json(
+            {"error": {"message": message, "type": "internal_server_error", "param": None,
+                       "code": None}},
+            500,
+        )  # fmt: skip
+    # vLLM answers request validation errors with 400 and the error's text.
+    return _json(
+        {"object": "error", "message": validation, "type": "BadRequestError", "param": None,
+         "code": 400},
+        400,
+    )  # fmt: skip
 
 
 def _error(
