@@ -8,6 +8,7 @@ whose `retryable` flag tells the worker whether to schedule another attempt of t
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Final
@@ -213,7 +214,7 @@ def classify_error(exc: openai.APIError, *, structured: bool = False) -> StepErr
     message; what the service said goes into the error's `detail`.
     """
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-    detail = exc.message
+    detail = _service_words(exc)
     for error_type, kind, message, retryable in _KNOWN_ERRORS:
         if isinstance(exc, error_type):
             return StepError(message, retryable=retryable, kind=kind, status=status, detail=detail)
@@ -242,3 +243,14 @@ def classify_error(exc: openai.APIError, *, structured: bool = False) -> StepErr
         status=status,
         detail=detail,
     )
+
+
+def _service_words(exc: openai.APIError) -> str:
+    """What the service said. The SDK's message holds only an error object's `message`;
+    LM Studio's error is a bare string and some proxies answer plain text, which the SDK
+    keeps in `body` alone."""
+    body = exc.body
+    if body is None or (isinstance(body, dict) and isinstance(body.get("message"), str)):
+        return exc.message
+    said = body if isinstance(body, str) else json.dumps(body, default=str)
+    return f"{exc.message} - {said}"
