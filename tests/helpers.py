@@ -6,8 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID
 
+import httpx
 import msgspec
 
 from reportsvc.domain import JobOptions, StepRunner
@@ -78,6 +80,19 @@ async def wait_for_job(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def run_report(
+    client: httpx.AsyncClient, store: Store, settings: Settings, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a report, run a worker until the job ends, and GET it."""
+    response = await client.post("/reports", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["jobId"]
+    async with running_worker(store, settings):
+        await wait_for_job(store, UUID(job_id))
+    result: dict[str, Any] = (await client.get(f"/reports/{job_id}")).json()
+    return result
 
 
 async def submit(store: Store, topic: str = "The Roman Empire", sections: int = 4) -> UUID:

@@ -108,6 +108,7 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     wrong_shape_outline_rate: float = 0.0  # JSON, but not {"sections": [...]}
     duplicate_titles: bool = False  # every title twice
     outline_items: int | None = None  # this many titles, whatever was asked
+    outline_titles: list[str] | None = None  # exactly these titles, whatever was asked
     title_length: int | None = None  # pad titles to this many characters
     # Answer styles of some OpenAI-compatible servers:
     think_tags: bool = False  # wrap a <think>...</think> block before the answer
@@ -347,6 +348,8 @@ class FakeLLM:
             titles.append(title)
         if cfg.duplicate_titles:
             titles = [t for title in titles for t in (title, title.upper())]
+        if cfg.outline_titles is not None:
+            titles = list(cfg.outline_titles)
         if structured:
             return msgspec.json.encode({"sections": titles}).decode()
         return "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
