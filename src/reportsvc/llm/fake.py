@@ -82,6 +82,9 @@ ACCEPTED_FORMATS: Final[dict[Server, frozenset[str] | None]] = {
     "llama-cpp-python": frozenset({"text", "json_object"}),
     "lm-studio": frozenset({"text", "json_schema"}),
 }
+# Servers whose request models forbid fields they do not know, such as llama.cpp's
+# "schema" beside "type": "json_object" (vLLM's did before it took json_schema).
+FORBIDS_EXTRA_FIELDS: Final[frozenset[Server]] = frozenset({"vllm-0.5"})
 # A path on the model server's machine, as llama-cpp-python's refusals carry one.
 SERVER_PATH: Final = "/opt/llm/venv/lib/python3.11/site-packages/llama_cpp/server/app.py"
 
@@ -321,10 +324,17 @@ class FakeLLM:
             return _error(
                 400, "invalid_request_error", f"response_format {format_type} is not supported"
             )
-        accepted = ACCEPTED_FORMATS[self.config.server]
-        if accepted is None or format_type in accepted:
-            return None
-        return format_refusal(self.config.server, str(format_type))
+        server = self.config.server
+        accepted = ACCEPTED_FORMATS[server]
+        if accepted is not None and format_type not in accepted:
+            return format_refusal(server, str(format_type))
+        extra = sorted(set(body["response_format"]) - {"type", "json_schema"})
+        if server in FORBIDS_EXTRA_FIELDS and extra:
+            return _vllm_validation_error(
+                f"{{'type': 'extra_forbidden', 'loc': ('body', 'response_format', '{extra[0]}'), "
+                "'msg': 'Extra inputs are not permitted', 'input': {...}}"
+            )
+        return None
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -445,7 +455,6 @@ def format_refusal(server: Server, format_type: str) -> web.Response:
         f"'msg': \"Input should be {expected}\", 'input': '{format_type}', "
         f"'ctx': {{'expected': \"{expected}\"}}}}"
     )
-    validation = f"[{error}]"
     if server == "llama-cpp-python":
         # Its route handler turns every exception, request validation included, into a 500
         # whose message is the exception's text, which names the server's source file.
@@ -458,9 +467,13 @@ def format_refusal(server: Server, format_type: str) -> web.Response:
                        "code": None}},
             500,
         )  # fmt: skip
-    # vLLM answers request validation errors with 400 and the error's text.
+    return _vllm_validation_error(error)
+
+
+def _vllm_validation_error(error: str) -> web.Response:
+    """vLLM answers a request that fails validation with 400 and the errors' text."""
     return _json(
-        {"object": "error", "message": validation, "type": "BadRequestError", "param": None,
+        {"object": "error", "message": f"[{error}]", "type": "BadRequestError", "param": None,
          "code": 400},
         400,
     )  # fmt: skip
