@@ -249,6 +249,7 @@ class OutlineWriter:
         current = self._known.get(key, _LADDER[0])
         if _LADDER.index(current) < _LADDER.index(following):
             self._known[key] = following
+        self._confirmed.discard(key)
         log.warning(
             "the model service refused this outline format; asking in the next one",
             server=key[0],

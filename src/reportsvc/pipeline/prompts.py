@@ -88,19 +88,21 @@ def _user(*parts: tuple[str, str | None]) -> ChatMessage:
 
 
 # How to answer, by format. No example titles: a weak model copies them verbatim.
-_OUTLINE_ANSWER: Final[dict[OutlineFormat, str]] = {
-    "json_schema": 'Answer with JSON only: an object whose one key, "sections", holds the '
-    "titles as a list of strings.",
-    "text": "Answer with the titles only, one per line, each line starting with a dash and a "
-    "space, and nothing before or after the list.",
-}
+_JSON_ANSWER: Final = (
+    'Answer with JSON only: an object whose one key, "sections", holds the titles as a list '
+    "of strings."
+)
+_LIST_ANSWER: Final = (
+    "Answer with the titles only, one per line, each line starting with a dash and a space, "
+    "and nothing before or after the list."
+)
 
 
 def outline_messages(
     topic: str, options: JobOptions, fmt: OutlineFormat = "json_schema"
 ) -> list[ChatMessage]:
     """The outline request; its last sentence says how to answer in format `fmt`."""
-    answer = _OUTLINE_ANSWER["text" if fmt == "text" else "json_schema"]
+    answer = _LIST_ANSWER if fmt == "text" else _JSON_ANSWER
     system = (
         "You plan the structure of written reports. Given a topic, produce an outline of "
         f"exactly {options.sections} sections that together cover the topic in a logical "
