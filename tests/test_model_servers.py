@@ -280,7 +280,13 @@ async def test_a_section_that_is_not_a_section_is_asked_for_once_more(
     assert all(text.startswith(PLACEHOLDER_NOTICE) for text in job["report"]["sections"].values())
     stats = fake_llm.stats()
     assert sorted(stats.section_calls.values()) == [2, 2, 2]
-    assert "previous answer was" in stats.last_requests["section"]["messages"][0]["content"]
+    problem = {
+        "outline": "the outline repeated back",
+        "title": "only the section's title",
+        "empty": "empty",
+    }[bad]
+    reminder = stats.last_requests["section"]["messages"][0]["content"]
+    assert f"Your previous answer was {problem}, which is not a section." in reminder
     # One attempt each, and the tokens of both calls counted.
     query = "SELECT max(attempts), sum(prompt_tokens) FROM sections WHERE job_id = $1"
     _, plain_tokens = await pool.fetchrow(query, UUID(plain["jobId"]))

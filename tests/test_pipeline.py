@@ -259,8 +259,10 @@ def test_the_outline_prompt_fits_its_format_and_has_no_example_titles() -> None:
     ("answer", "problem"),
     [
         ("", "empty"),
+        ("<think>plan</think>  ", "empty"),
         ("II. Peak", "only the section's title"),
         ("Peak.", "only the section's title"),
+        ("## II. Peak\n", "only the section's title"),
         ("1. I. Rise\n2. II. Peak\n3. III. Fall", "the outline repeated back"),
         ("Outline:\n- Rise\n- Peak\n- Fall\nThat is all.", "the outline repeated back"),
         ("Rise\nPeak", "the outline repeated back"),

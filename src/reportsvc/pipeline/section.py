@@ -33,7 +33,7 @@ async def write_section(model: ChatModel, task: SectionTask, *, max_tokens: int)
     messages = section_messages(task.topic, task.outline, task.position, task.options)
     reply = await model.chat(_request(task, messages, limit))
     content = clean_section(reply.content, task.title)
-    problem = section_problem(content, task.title, task.outline)
+    problem = section_problem(reply.content, task.title, task.outline)
     if problem is None:
         return SectionResult(content=content, finish_reason=reply.finish_reason, usage=reply.usage)
 
@@ -51,7 +51,7 @@ async def write_section(model: ChatModel, task: SectionTask, *, max_tokens: int)
     second = clean_section(again.content, task.title)
     if not second:
         raise _empty(usage)
-    still = section_problem(second, task.title, task.outline)
+    still = section_problem(again.content, task.title, task.outline)
     if still is not None:
         log.warning("accepting an answer that still looks wrong", problem=still, **_ids(task))
     return SectionResult(content=second, finish_reason=again.finish_reason, usage=usage)

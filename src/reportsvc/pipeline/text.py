@@ -48,15 +48,16 @@ def _title_key(text: str) -> str:
     return _LEADING_NUMBERS.sub("", comparable(text))
 
 
-def section_problem(text: str, title: str, outline: list[str]) -> str | None:
-    """What makes a cleaned answer not a section, in words for a reminder; None if it is one.
+def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
+    """What makes a model's answer not a section, in words for a reminder; None if it is.
 
     Small models answer with nothing, with the section's title alone, or with the outline
     they were given (numbered or not, perhaps with a sentence around it).
     """
-    if not text.strip():
+    text = strip_reasoning(answer).strip()
+    if not text:
         return "empty"
-    if _title_key(text) == _title_key(title):
+    if _title_key(text) == _title_key(title) or not clean_section(text, title):
         return "only the section's title"
     titles = {_title_key(t) for t in outline}
     echoed: set[str] = set()
