@@ -6,10 +6,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
+import httpx
 import msgspec
 
 from reportsvc.domain import JobOptions, JobStatus, StepRunner
@@ -107,6 +108,19 @@ async def wait_for_job(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def run_report(
+    client: httpx.AsyncClient, stores: Stores, settings: Settings, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a report, run a worker until the job ends, and GET it."""
+    response = await client.post("/reports", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["jobId"]
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, UUID(job_id))
+    result: dict[str, Any] = (await client.get(f"/reports/{job_id}")).json()
+    return result
 
 
 async def submit(stores: Stores, topic: str = "The Roman Empire", sections: int = 4) -> UUID:

@@ -75,7 +75,7 @@ async def test_markdown_by_accept_header_and_by_query(
     by_query = await client.get(f"/reports/{job_id}?format=markdown")
     for response in (by_header, by_query):
         assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/markdown")
+        assert response.headers["content-type"] == "text/markdown; charset=utf-8"
         text = response.text
         assert text.startswith("# The Roman Empire\n\n## I. ")
         assert text.count("\n## ") == settings.default_sections

@@ -212,8 +212,9 @@ async def test_a_released_step_is_taken_by_another_worker_at_once(
         await asyncio.sleep(1.0)  # let it connect and start listening
         first.signal(signal.SIGTERM)
         assert await asyncio.to_thread(first.wait, 15) == 0
-        released_at = time.monotonic()
-        # NOTIFY wakes the second worker; its 30 s poll interval would be far too late.
+        # NOTIFY wakes the second worker: it takes the steps long before its 30 s poll
+        # interval would have. How fast is for the benchmark to say; the bound here only
+        # has to be far from the poll interval.
         await wait_until(
             """SELECT count(*) = 6 FROM steps
                WHERE kind = 'section' AND status = 'running' AND lease_owner LIKE $1""",
@@ -221,7 +222,6 @@ async def test_a_released_step_is_taken_by_another_worker_at_once(
             f"%:{second.pid}:%",
             timeout=10,
         )
-        assert time.monotonic() - released_at < 2.0
 
 
 @pytest.fixture

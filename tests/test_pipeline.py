@@ -8,9 +8,22 @@ from hypothesis import strategies as st
 
 from reportsvc.domain import JobOptions
 from reportsvc.errors import StepError
-from reportsvc.pipeline.outline import clean_title, normalize_outline, parse_outline, roman
-from reportsvc.pipeline.prompts import OUTLINE_JSON_SCHEMA, OUTLINE_SCHEMA, section_messages
-from reportsvc.pipeline.text import clean_section, strip_reasoning
+from reportsvc.pipeline.outline import (
+    clean_title,
+    is_placeholder,
+    normalize_outline,
+    outline_max_tokens,
+    parse_outline,
+    roman,
+)
+from reportsvc.pipeline.prompts import (
+    OUTLINE_JSON_SCHEMA,
+    OUTLINE_SCHEMA,
+    outline_messages,
+    outline_response_format,
+    section_messages,
+)
+from reportsvc.pipeline.text import clean_section, section_problem, strip_reasoning
 
 
 def test_roman_numerals() -> None:
@@ -59,9 +72,9 @@ def test_blank_titles_are_dropped() -> None:
 
 
 def test_too_many_titles_are_cut_to_the_number_wanted() -> None:
-    titles = normalize_outline([f"Topic {i}" for i in range(100)], wanted=6, max_title_length=80)
+    titles = normalize_outline([f"Era {i}" for i in range(100)], wanted=6, max_title_length=80)
     assert len(titles) == 6
-    assert titles[-1] == "VI. Topic 5"
+    assert titles[-1] == "VI. Era 5"
 
 
 def test_absurdly_long_titles_are_cut_at_a_word_boundary() -> None:
@@ -167,3 +180,102 @@ def test_section_text_is_trimmed_and_a_repeated_title_dropped() -> None:
         "Peak performance was reached."
     )
     assert clean_section("<think>x</think>   ", "II. Peak") == ""
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Title 1", "second title", "The First Title", "Section III", "Part One", "sections",
+     "<title>", "string", ", ", "...", "Tides", "The tides", "TIDES!"],
+)  # fmt: skip
+def test_placeholder_titles_and_the_bare_topic_are_refused(title: str) -> None:
+    assert is_placeholder(title, "Tides")
+    assert normalize_outline(
+        [title, "Tidal Power"], wanted=2, max_title_length=80, topic="Tides"
+    ) == ["I. Tidal Power"]
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Tidal Power", "The Final Chapter of Sail", "Tides and the Moon", "Part-Time Sailors",
+     "Sections of the Coast", "Title Deeds and Land"],
+)  # fmt: skip
+def test_titles_that_merely_contain_placeholder_words_stay(title: str) -> None:
+    assert not is_placeholder(title, "Tides")
+
+
+def test_raw_newlines_in_json_strings_are_read_leniently() -> None:
+    # What llama-cpp-python's JSON grammar let through on the real server.
+    assert parse_outline('{ "sections": [ "Rise\nof Tea" , "Trade" ] }') == [
+        "Rise\nof Tea",
+        "Trade",
+    ]
+
+
+def test_text_mode_accepts_a_single_listed_title_and_says_list_when_it_fails() -> None:
+    assert parse_outline("- Rise", "text") == ["Rise"]
+    with pytest.raises(StepError) as caught:
+        parse_outline("Tea has a long history.", "text")
+    assert caught.value.message == "the model's outline was not a list of titles"
+    assert "JSON" not in caught.value.message
+
+
+def test_a_json_parse_failure_keeps_the_parsers_words_for_operators() -> None:
+    with pytest.raises(StepError) as caught:
+        parse_outline('{"outline": 1}')
+    assert caught.value.message == "the model's outline was not JSON of the expected shape"
+    assert caught.value.detail is not None
+    assert "outline" in caught.value.detail
+
+
+def test_llama_cpp_schema_form_holds_the_titles_asked_for() -> None:
+    form = outline_response_format("json_object_schema", sections=4, max_title_length=90)
+    assert form is not None
+    assert form["type"] == "json_object"
+    titles = form["schema"]["properties"]["sections"]
+    assert (titles["minItems"], titles["maxItems"], titles["items"]["maxLength"]) == (4, 4, 90)
+    assert outline_response_format("json_schema", sections=4, max_title_length=90) == (
+        OUTLINE_JSON_SCHEMA
+    )
+    assert outline_response_format("text", sections=4, max_title_length=90) is None
+
+
+def test_outline_bound_grows_with_the_titles_asked_for() -> None:
+    assert outline_max_tokens(3, 120) == 324
+    assert outline_max_tokens(6, 120) < outline_max_tokens(12, 120)
+
+
+def test_the_outline_prompt_fits_its_format_and_has_no_example_titles() -> None:
+    options = JobOptions(sections=3)
+    for fmt in ("json_schema", "json_object_schema", "json_object"):
+        system = outline_messages("Tea", options, fmt)[0].content
+        assert "JSON only" in system
+        assert 'title"' not in system
+    text = outline_messages("Tea", options, "text")[0].content
+    assert "JSON" not in text
+    assert "first title" not in text
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ("", "empty"),
+        ("<think>plan</think>  ", "empty"),
+        ("II. Peak", "only the section's title"),
+        ("Peak.", "only the section's title"),
+        ("## II. Peak\n", "only the section's title"),
+        ("1. I. Rise\n2. II. Peak\n3. III. Fall", "the outline repeated back"),
+        ("Outline:\n- Rise\n- Peak\n- Fall\nThat is all.", "the outline repeated back"),
+        ("Rise\nPeak", "the outline repeated back"),
+    ],
+)
+def test_answers_that_are_not_sections_are_recognised(answer: str, problem: str) -> None:
+    assert section_problem(answer, "II. Peak", ["I. Rise", "II. Peak", "III. Fall"]) == problem
+
+
+def test_a_section_that_mentions_other_titles_in_prose_is_a_section() -> None:
+    body = (
+        "Peak years followed the Rise. " * 3
+        + "\n\nI. Rise\nIII. Fall\n\n"
+        + "Trade grew, cities swelled and the empire reached its largest extent. " * 2
+    )
+    assert section_problem(body, "II. Peak", ["I. Rise", "II. Peak", "III. Fall"]) is None

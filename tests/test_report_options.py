@@ -185,8 +185,10 @@ async def test_a_summary_pass_adds_a_summary_step(
 @pytest.mark.parametrize(
     ("supported", "expected_format", "calls"),
     [
-        ({"json_schema_supported": False}, "json_object", 2),
-        ({"json_schema_supported": False, "json_object_supported": False}, "text", 3),
+        # A gateway without structured outputs that still takes JSON mode: llama.cpp's
+        # json_object with a schema is JSON mode to it.
+        ({"json_schema_supported": False}, {"type": "json_object"}, 2),
+        ({"json_schema_supported": False, "json_object_supported": False}, None, 4),
     ],
 )
 async def test_outline_format_falls_back_when_the_server_refuses_it(
@@ -195,7 +197,7 @@ async def test_outline_format_falls_back_when_the_server_refuses_it(
     settings: Settings,
     fake_llm: FakeLLMThread,
     supported: dict[str, bool],
-    expected_format: str,
+    expected_format: dict[str, str] | None,
     calls: int,
 ) -> None:
     fake_llm.configure(FakeConfig(**supported))  # type: ignore[arg-type]
@@ -206,13 +208,14 @@ async def test_outline_format_falls_back_when_the_server_refuses_it(
     assert stats.calls["outline"] == calls
     assert stats.statuses["400"] == calls - 1
     sent = stats.last_requests["outline"].get("response_format")
-    if expected_format == "text":
-        assert sent is None  # plain text, parsed as a numbered list
+    if expected_format is None:
+        assert sent is None  # plain text, parsed as a list
     else:
-        assert sent == {"type": "json_object"}
+        assert sent is not None
+        assert sent["type"] == expected_format["type"]
 
 
-@pytest.mark.parametrize("fmt", ["json_schema", "json_object", "text"])
+@pytest.mark.parametrize("fmt", ["json_schema", "json_object_schema", "json_object", "text"])
 async def test_each_outline_format_works_when_chosen(
     client: Client, stores: Stores, settings: Settings, fake_llm: FakeLLMThread, fmt: str
 ) -> None:
@@ -223,7 +226,9 @@ async def test_each_outline_format_works_when_chosen(
     stats = fake_llm.stats()
     assert stats.calls["outline"] == 1
     sent = stats.last_requests["outline"].get("response_format")
-    assert (sent or {}).get("type") == (None if fmt == "text" else fmt)
+    wire_type = {"text": None, "json_object_schema": "json_object"}.get(fmt, fmt)
+    assert (sent or {}).get("type") == wire_type
+    assert ("schema" in (sent or {})) == (fmt == "json_object_schema")
 
 
 async def test_the_topic_cannot_rewrite_the_instructions(

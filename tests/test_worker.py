@@ -159,7 +159,7 @@ async def test_an_always_malformed_outline_fails_cleanly(
         job = await wait_for_job(stores, job_id)
     assert job.status == "failed"
     assert job.error is not None
-    assert "not valid JSON of the expected shape" in job.error
+    assert "not JSON of the expected shape" in job.error
 
 
 async def test_cancel_stops_new_model_calls(

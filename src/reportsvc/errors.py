@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Final
+
+# How much of a model service's own error text an operator gets to see (logs, last_error).
+DETAIL_LIMIT: Final = 500
+
 
 class ReportSvcError(Exception):
     """Something went wrong in reportsvc."""
@@ -44,8 +49,16 @@ class StepError(ReportSvcError):
         super().__init__(message)
         self.detail = detail
         self.retryable = retryable
-        # For metrics: rate_limited, timeout, connection, server_error, rejected, malformed.
+        # For metrics: rate_limited, timeout, connection, server_error, rejected,
+        # format_refused (the service does not take the response_format sent), malformed.
         self.kind = kind
         self.status = status
+        self.detail = None if detail is None else shorten(detail, DETAIL_LIMIT)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to at most `limit` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -79,9 +79,12 @@ class Settings(BaseSettings):
     openai_allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # USD per million tokens, input/output, by model: "gpt-4o-mini=0.15/0.60,gpt-4o=2.5/10".
     openai_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(default_factory=dict)
-    # How outlines are asked for: strict json_schema, json_object (JSON mode), or text (a
-    # numbered list); auto starts with json_schema and steps down when a server refuses it.
-    outline_format: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+    # How outlines are asked for: strict json_schema, json_object_schema (llama.cpp's
+    # json_object with a schema), json_object (JSON mode), or text (a list); auto starts
+    # with json_schema and steps down when a server refuses it.
+    outline_format: Literal["auto", "json_schema", "json_object_schema", "json_object", "text"] = (
+        "auto"
+    )
 
     # --- reports ----------------------------------------------------------------------
     max_topic_length: Annotated[int, Field(ge=10, le=10_000)] = 300

@@ -105,11 +105,24 @@ GET_RESPONSES: Final = {
             "createdAt": "2026-11-27T10:00:00Z",
             "finishedAt": "2026-11-27T10:00:41Z",
         },
+        completed_short={
+            "jobId": JOB_ID,
+            "status": "completed",
+            "progress": 1.0,
+            "report": {
+                "topic": "The Roman Empire",
+                "outline": OUTLINE[:2],
+                "sections": dict.fromkeys(OUTLINE[:2], "..."),
+            },
+            "outlineShortfall": {"asked": 3, "outlined": 2},
+            "createdAt": "2026-11-27T10:00:00Z",
+            "finishedAt": "2026-11-27T10:00:52Z",
+        },
         failed={
             "jobId": JOB_ID,
             "status": "failed",
             "error": 'Section 2 of 3 ("II. The Augustan Principate") could not be written after '
-            "5 attempts: the model service failed (500): internal error",
+            "5 attempts: the model service failed (500)",
             "createdAt": "2026-11-27T10:00:00Z",
             "finishedAt": "2026-11-27T10:03:12Z",
         },

@@ -216,7 +216,8 @@ class ReportController(Controller):
             raise ApiError(
                 409, "report_not_ready", f"the report is not completed (status {job.status})"
             )
-        return Response(markdown(job), media_type=f"{MARKDOWN}; charset=utf-8")
+        # Litestar adds "; charset=utf-8" to text/* media types itself.
+        return Response(markdown(job), media_type=MARKDOWN)
 
     @get(
         "/{job_id:str}/events",

@@ -112,6 +112,14 @@ class TokenUsage(CamelStruct):
     total_tokens: int
 
 
+class OutlineShortfall(CamelStruct):
+    """The outline has fewer sections than were asked for: the model kept proposing fewer
+    usable titles, and on the last attempt what there was had to do."""
+
+    asked: Annotated[int, msgspec.Meta(description="Sections asked for (options.sections).")]
+    outlined: Annotated[int, msgspec.Meta(description="Sections the outline has.")]
+
+
 Progress = Annotated[
     float,
     msgspec.Meta(
@@ -133,6 +141,8 @@ class JobStatus(CamelStruct):
     partial_sections: dict[str, str] | UnsetType = UNSET
     # Sections the model stopped at max_tokens (SECTION_MAX_TOKENS, scaled by `detail`).
     truncated_sections: list[str] | UnsetType = UNSET
+    # Present only when the report has fewer sections than asked for.
+    outline_shortfall: OutlineShortfall | UnsetType = UNSET
     model: str | UnsetType = UNSET
     options: Options | UnsetType = UNSET
     usage: TokenUsage | UnsetType = UNSET

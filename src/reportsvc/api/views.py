@@ -8,6 +8,7 @@ from reportsvc.api.schemas import (
     JobStatus,
     JobSummary,
     Options,
+    OutlineShortfall,
     Report,
     TokenUsage,
 )
@@ -61,6 +62,8 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
         status.estimated_cost_usd = cost
     if job.truncated:
         status.truncated_sections = job.truncated
+    if (shortfall := outline_shortfall(job)) is not None:
+        status.outline_shortfall = shortfall
     if public == "completed":
         outline = job.outline or []
         status.progress = 1.0
@@ -83,6 +86,13 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     if public != "processing":
         status.finished_at = job.finished_at or job.created_at
     return status
+
+
+def outline_shortfall(job: JobRow) -> OutlineShortfall | None:
+    """Sections asked for against sections outlined, when the outline came up short."""
+    if job.outline is None or len(job.outline) >= job.options.sections:
+        return None
+    return OutlineShortfall(asked=job.options.sections, outlined=len(job.outline))
 
 
 def _options(job: JobRow) -> Options:

@@ -8,11 +8,14 @@ whose `retryable` flag tells the worker whether to schedule another attempt of t
 
 from __future__ import annotations
 
+import json
+import re
 import time
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import openai
+import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from reportsvc.domain import Usage
@@ -20,6 +23,8 @@ from reportsvc.errors import StepError
 from reportsvc.metrics import MODEL_CALL_ERRORS, MODEL_CALL_SECONDS, MODEL_TOKENS
 from reportsvc.pipeline.model import ChatReply, ChatRequest
 from reportsvc.settings import Settings
+
+log = structlog.get_logger("reportsvc.llm")
 
 # Used when OPENAI_BASE_URL points at a server that needs no key (Ollama, vLLM, the
 # built-in stand-in model). The SDK refuses to start without some key.
@@ -86,12 +91,28 @@ class OpenAIChatModel:
     async def close(self) -> None:
         await self._client.close()
 
+    @property
+    def server(self) -> str:
+        """The base URL calls go to."""
+        return str(self._client.base_url)
+
     async def chat(self, request: ChatRequest) -> ChatReply:
         started = time.perf_counter()
         try:
             reply = await self._chat(request)
         except StepError as exc:
             MODEL_CALL_ERRORS.labels(request.purpose, exc.kind).inc()
+            # The service's own words are for operators only: the message a client reads
+            # names the kind of failure, the detail says what the service said.
+            log.warning(
+                "model call failed",
+                purpose=request.purpose,
+                model=request.model,
+                kind=exc.kind,
+                status=exc.status,
+                error=exc.message,
+                detail=exc.detail,
+            )
             raise
         finally:
             MODEL_CALL_SECONDS.labels(request.purpose).observe(time.perf_counter() - started)
@@ -113,23 +134,25 @@ class OpenAIChatModel:
         try:
             raw = await self._client.post("/chat/completions", cast_to=bytes, body=body)
         except openai.APIError as exc:
-            raise classify_error(exc) from exc
+            raise classify_error(exc, structured=request.response_format is not None) from exc
         try:
             completion = _decode(raw)
         except msgspec.DecodeError as exc:
             raise StepError(
-                f"the model service sent an answer that is not a chat completion ({exc})",
+                "the model service sent an answer that is not a chat completion",
                 retryable=True,
                 kind="malformed",
+                detail=str(exc),
             ) from None
         if not completion.choices:
             raise StepError("the model returned no choices", retryable=True, kind="malformed")
         choice = completion.choices[0]
         if choice.message.refusal:
             raise StepError(
-                f"the model refused: {_short(choice.message.refusal)}",
+                "the model refused to answer",
                 retryable=False,
                 kind="rejected",
+                detail=choice.message.refusal,
             )
         usage = completion.usage or _Usage()
         return ChatReply(
@@ -173,30 +196,61 @@ _KNOWN_ERRORS: tuple[tuple[type[openai.APIError], str, str, bool], ...] = (
 )
 
 
-def classify_error(exc: openai.APIError) -> StepError:
-    """Turn an SDK error (after the SDK's own retries) into a message a user understands."""
+# How servers word a refusal of `response_format`: OpenAI and LM Studio name the field,
+# vLLM's and llama-cpp-python's request validation name its path, llama.cpp's server says
+# "response_format type must be one of ...". Statuses differ (README, "Model servers").
+_FORMAT_REFUSAL: Final = re.compile(
+    r"response[_ .]?format|json[_ ]schema|json[_ ]object", re.IGNORECASE
+)
+_FORMAT_REFUSAL_STATUSES: Final = frozenset({400, 422, 500})
+
+
+def classify_error(exc: openai.APIError, *, structured: bool = False) -> StepError:
+    """Turn an SDK error (after the SDK's own retries) into a message a user understands.
+
+    `structured` says the request carried a `response_format`: a 400, 422 or 500 whose text
+    names it is then a refusal of that format (kind `format_refused`), which the outline
+    writer answers by asking in a simpler one. Only the kind of failure goes into the
+    message; what the service said goes into the error's `detail`.
+    """
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    detail = _service_words(exc)
     for error_type, kind, message, retryable in _KNOWN_ERRORS:
         if isinstance(exc, error_type):
-            return StepError(message, retryable=retryable, kind=kind, status=status)
-    if status is not None:
-        detail = _short(exc.message)
-        if status >= 500 or status in (408, 409):
-            return StepError(
-                f"the model service failed ({status}): {detail}",
-                retryable=True,
-                kind="server_error",
-                status=status,
-            )
+            return StepError(message, retryable=retryable, kind=kind, status=status, detail=detail)
+    if status is None:
+        return StepError("the model call failed", retryable=True, detail=str(exc))
+    if structured and status in _FORMAT_REFUSAL_STATUSES and _FORMAT_REFUSAL.search(detail):
         return StepError(
-            f"the model service refused the request ({status}): {detail}",
+            f"the model service refused the requested response format ({status})",
             retryable=False,
-            kind="rejected",
+            kind="format_refused",
             status=status,
+            detail=detail,
         )
-    return StepError(f"the model call failed: {_short(str(exc))}", retryable=True)
+    if status >= 500 or status in (408, 409):
+        return StepError(
+            f"the model service failed ({status})",
+            retryable=True,
+            kind="server_error",
+            status=status,
+            detail=detail,
+        )
+    return StepError(
+        f"the model service refused the request ({status})",
+        retryable=False,
+        kind="rejected",
+        status=status,
+        detail=detail,
+    )
 
 
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _service_words(exc: openai.APIError) -> str:
+    """What the service said. The SDK's message holds only an error object's `message`;
+    LM Studio's error is a bare string and some proxies answer plain text, which the SDK
+    keeps in `body` alone."""
+    body = exc.body
+    if body is None or (isinstance(body, dict) and isinstance(body.get("message"), str)):
+        return exc.message
+    said = body if isinstance(body, str) else json.dumps(body, default=str)
+    return f"{exc.message} - {said}"

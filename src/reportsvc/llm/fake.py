@@ -2,8 +2,10 @@
 
 It writes placeholder outlines and sections, and injects faults on demand: latency, 429s
 with Retry-After, 5xx, hangs, malformed or duplicate-title outlines, reasoning tags,
-truncated answers, a server without json_schema support. Tests, the benchmark and the
-local quick start (`reportsvc dev` without an API key) all use it.
+truncated answers, sections that are not sections. It can answer `response_format` as
+each server in README's "Model servers" table does (`server`: which types it takes, and
+the status and body of its refusal). Tests, the benchmark and the local quick start
+(`reportsvc dev` without an API key) all use it.
 
     reportsvc fake-llm --port 9100 --latency 0.5
     OPENAI_BASE_URL=http://127.0.0.1:9100/v1 reportsvc worker
@@ -63,6 +65,29 @@ _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adip
 Kind = Literal["outline", "section", "summary"]
 T = TypeVar("T")
 
+# Model servers whose handling of response_format differs (README, "Model servers").
+Server = Literal[
+    "openai", "ollama", "vllm", "vllm-0.5", "llama.cpp", "llama-cpp-python", "lm-studio"
+]
+_ALL_TYPES: Final = frozenset({"text", "json_object", "json_schema"})
+_STRUCTURED: Final = frozenset({"json_object", "json_schema"})
+# The response_format types each server takes; None: it takes anything (ignoring what it
+# does not know).
+ACCEPTED_FORMATS: Final[dict[Server, frozenset[str] | None]] = {
+    "openai": _ALL_TYPES,
+    "ollama": None,
+    "vllm": _ALL_TYPES,
+    "vllm-0.5": frozenset({"text", "json_object"}),
+    "llama.cpp": _ALL_TYPES,
+    "llama-cpp-python": frozenset({"text", "json_object"}),
+    "lm-studio": frozenset({"text", "json_schema"}),
+}
+# Servers whose request models forbid fields they do not know, such as llama.cpp's
+# "schema" beside "type": "json_object" (vLLM's did before it took json_schema).
+FORBIDS_EXTRA_FIELDS: Final[frozenset[Server]] = frozenset({"vllm-0.5"})
+# A path on the model server's machine, as llama-cpp-python's refusals carry one.
+SERVER_PATH: Final = "/opt/llm/venv/lib/python3.11/site-packages/llama_cpp/server/app.py"
+
 
 class Faults(msgspec.Struct, kw_only=True):
     """How one kind of call (outline or section) misbehaves. Rates are 0..1."""
@@ -86,12 +111,18 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     wrong_shape_outline_rate: float = 0.0  # JSON, but not {"sections": [...]}
     duplicate_titles: bool = False  # every title twice
     outline_items: int | None = None  # this many titles, whatever was asked
+    outline_titles: list[str] | None = None  # exactly these titles, whatever was asked
     title_length: int | None = None  # pad titles to this many characters
     # Answer styles of some OpenAI-compatible servers:
     think_tags: bool = False  # wrap a <think>...</think> block before the answer
     truncate_sections: bool = False  # finish_reason "length"
     json_schema_supported: bool = True  # False: 400 on response_format json_schema
     json_object_supported: bool = True  # False: 400 on response_format json_object
+    server: Server = "openai"  # whose response_format handling and refusals to copy
+    # Section answers that are not sections: the outline repeated back, the title alone,
+    # or nothing; after a reminder in the system prompt, a proper section unless stubborn.
+    bad_sections: Literal["outline", "title", "empty"] | None = None
+    stubborn: bool = False
     section_words: int = 60
     seed: int | None = None
 
@@ -262,12 +293,12 @@ class FakeLLM:
         if self._chance(faults.empty_rate):
             content = ""
         elif kind == "outline":
-            structured = (body.get("response_format") or {}).get("type") is not None
+            structured = (body.get("response_format") or {}).get("type") in _STRUCTURED
             content = self._outline(system, user, structured=structured)
         elif kind == "summary":
             content = f"{PLACEHOLDER_NOTICE}\n\nA summary of the report on {_topic(user)}."
         else:
-            content = self._section(user)
+            content = self._section(user, reminded="previous answer was" in system)
             if cfg.truncate_sections:
                 content = content[: len(content) // 2]
                 finish_reason = "length"
@@ -284,12 +315,24 @@ class FakeLLM:
                 headers["retry-after"] = f"{faults.retry_after:g}"
             return _error(faults.error_status, "server_error", "injected failure", headers)
         format_type = (body.get("response_format") or {}).get("type")
+        if format_type is None:
+            return None
         unsupported = (format_type == "json_schema" and not self.config.json_schema_supported) or (
             format_type == "json_object" and not self.config.json_object_supported
         )
         if unsupported:
             return _error(
                 400, "invalid_request_error", f"response_format {format_type} is not supported"
+            )
+        server = self.config.server
+        accepted = ACCEPTED_FORMATS[server]
+        if accepted is not None and format_type not in accepted:
+            return format_refusal(server, str(format_type))
+        extra = sorted(set(body["response_format"]) - {"type", "json_schema"})
+        if server in FORBIDS_EXTRA_FIELDS and extra:
+            return _vllm_validation_error(
+                f"{{'type': 'extra_forbidden', 'loc': ('body', 'response_format', '{extra[0]}'), "
+                "'msg': 'Extra inputs are not permitted', 'input': {...}}"
             )
         return None
 
@@ -315,13 +358,20 @@ class FakeLLM:
             titles.append(title)
         if cfg.duplicate_titles:
             titles = [t for title in titles for t in (title, title.upper())]
+        if cfg.outline_titles is not None:
+            titles = list(cfg.outline_titles)
         if structured:
             return msgspec.json.encode({"sections": titles}).decode()
         return "\n".join(f"{i + 1}. {t}" for i, t in enumerate(titles))
 
-    def _section(self, user: str) -> str:
+    def _section(self, user: str, *, reminded: bool) -> str:
         match = _SECTION_REQUEST.search(user)
         title = match.group(3) if match else "this section"
+        bad = self.config.bad_sections
+        if bad is not None and (self.config.stubborn or not reminded):
+            if bad == "outline":
+                return user[user.index("Outline:") : user.index("Write section")].strip()
+            return title if bad == "title" else ""
         opening = f"This section covers {title}, as part of a report on {_topic(user)}."
         words = opening.split()
         while len(words) < self.config.section_words:
@@ -372,6 +422,61 @@ def _json(value: object, status: int = 200, headers: dict[str, str] | None = Non
         content_type="application/json",
         headers=headers,
     )
+
+
+def format_refusal(server: Server, format_type: str) -> web.Response:
+    """The answer `server` gives to a response_format type it does not take: the status
+    and body its code produces (README, "Model servers", says where each comes from)."""
+    if server == "lm-studio":
+        return _json({"error": "'response_format.type' must be 'json_schema' or 'text'"}, 400)
+    if server == "openai":
+        return _json(
+            {
+                "error": {
+                    "message": f"Invalid value: '{format_type}'. Supported values are: "
+                    "'json_object', 'json_schema', and 'text'.",
+                    "type": "invalid_request_error",
+                    "param": "response_format.type",
+                    "code": "invalid_value",
+                }
+            },
+            400,
+        )
+    if server == "llama.cpp":
+        message = (
+            'response_format type must be one of "text" or "json_object", but got: ' + format_type
+        )
+        return _json(
+            {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}, 400
+        )
+    expected = " or ".join(f"'{t}'" for t in sorted(ACCEPTED_FORMATS[server] or ()))
+    error = (
+        f"{{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        f"'msg': \"Input should be {expected}\", 'input': '{format_type}', "
+        f"'ctx': {{'expected': \"{expected}\"}}}}"
+    )
+    if server == "llama-cpp-python":
+        # Its route handler turns every exception, request validation included, into a 500
+        # whose message is the exception's text, which names the server's source file.
+        message = (
+            f'1 validation error:\n  {error}\n\n  File "{SERVER_PATH}", line 376, in '
+            "create_chat_completion\n    POST /v1/chat/completions"
+        )
+        return _json(
+            {"error": {"message": message, "type": "internal_server_error", "param": None,
+                       "code": None}},
+            500,
+        )  # fmt: skip
+    return _vllm_validation_error(error)
+
+
+def _vllm_validation_error(error: str) -> web.Response:
+    """vLLM answers a request that fails validation with 400 and the errors' text."""
+    return _json(
+        {"object": "error", "message": f"[{error}]", "type": "BadRequestError", "param": None,
+         "code": 400},
+        400,
+    )  # fmt: skip
 
 
 def _error(

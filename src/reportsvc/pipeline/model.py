@@ -36,6 +36,12 @@ class ChatReply(msgspec.Struct, frozen=True):
 
 
 class ChatModel(Protocol):
+    @property
+    def server(self) -> str:
+        """Where the model is served (its base URL): what a server accepts is remembered
+        per server and model."""
+        ...
+
     async def chat(self, request: ChatRequest) -> ChatReply:
         """Send one chat completion; raise `StepError` on failure."""
         ...

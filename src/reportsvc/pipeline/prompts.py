@@ -4,7 +4,7 @@ structure of the answer."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -12,6 +12,14 @@ from reportsvc.domain import Detail, JobOptions
 from reportsvc.pipeline.model import ChatMessage
 
 OUTLINE_SCHEMA_NAME: Final = "report_outline"
+
+# How an outline is asked for, strictest first:
+# - json_schema: OpenAI's structured outputs, {"type": "json_schema", "json_schema": {...}};
+# - json_object_schema: llama.cpp's form, {"type": "json_object", "schema": {...}}, which
+#   its servers turn into a grammar (llama-cpp-python accepts no other schema form);
+# - json_object: JSON mode, any JSON object;
+# - text: no response_format; the answer is parsed as a list.
+OutlineFormat = Literal["json_schema", "json_object_schema", "json_object", "text"]
 
 # Strict structured outputs accept this schema: the root is an object, every object sets
 # additionalProperties to false and lists every property as required.
@@ -34,6 +42,32 @@ OUTLINE_JSON_SCHEMA: Final[dict[str, Any]] = {
 }
 OUTLINE_JSON_OBJECT: Final[dict[str, Any]] = {"type": "json_object"}
 
+
+def outline_response_format(
+    fmt: OutlineFormat, *, sections: int, max_title_length: int
+) -> dict[str, Any] | None:
+    """The `response_format` of an outline request in format `fmt`.
+
+    OpenAI's strict mode gets the fixed schema above. llama.cpp's form is compiled into a
+    grammar, so it can also hold the model to exactly `sections` titles of bounded length:
+    a small model then cannot stop short, nor go on writing titles until `max_tokens`.
+    """
+    if fmt == "json_schema":
+        return OUTLINE_JSON_SCHEMA
+    if fmt == "json_object":
+        return OUTLINE_JSON_OBJECT
+    if fmt == "text":
+        return None
+    titles = {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": max_title_length},
+        "minItems": sections,
+        "maxItems": sections,
+    }
+    schema = {**OUTLINE_SCHEMA, "properties": {"sections": titles}}
+    return {"type": "json_object", "schema": schema}
+
+
 # How long a section should be, by the job's `detail` option: the words asked for in the
 # prompt, and the factor applied to SECTION_MAX_TOKENS (the hard cap on its length).
 SECTION_WORDS: Final[dict[Detail, str]] = {
@@ -51,14 +85,29 @@ def _user(*parts: tuple[str, str | None]) -> ChatMessage:
     return ChatMessage(role="user", content="\n".join(lines))
 
 
-def outline_messages(topic: str, options: JobOptions) -> list[ChatMessage]:
+# How to answer, by format. No example titles: a weak model copies them verbatim.
+_JSON_ANSWER: Final = (
+    'Answer with JSON only: an object whose one key, "sections", holds the titles as a list '
+    "of strings."
+)
+_LIST_ANSWER: Final = (
+    "Answer with the titles only, one per line, each line starting with a dash and a space, "
+    "and nothing before or after the list."
+)
+
+
+def outline_messages(
+    topic: str, options: JobOptions, fmt: OutlineFormat = "json_schema"
+) -> list[ChatMessage]:
+    """The outline request; its last sentence says how to answer in format `fmt`."""
+    answer = _LIST_ANSWER if fmt == "text" else _JSON_ANSWER
     system = (
         "You plan the structure of written reports. Given a topic, produce an outline of "
         f"exactly {options.sections} sections that together cover the topic in a logical "
         "reading order. The sections must be distinct and must not overlap. Each title is "
-        "specific and short (at most 12 words). Do not number the titles."
-        f"{_LANGUAGE_RULE} "
-        'Answer with JSON only, in the form {"sections": ["first title", "second title"]}.'
+        "specific and short (at most 12 words) and says what its section is about; a title "
+        "is never just the topic itself. Do not number the titles."
+        f"{_LANGUAGE_RULE} {answer}"
     )
     return [
         ChatMessage(role="system", content=system),
@@ -67,8 +116,15 @@ def outline_messages(topic: str, options: JobOptions) -> list[ChatMessage]:
 
 
 def section_messages(
-    topic: str, outline: list[str], position: int, options: JobOptions
+    topic: str,
+    outline: list[str],
+    position: int,
+    options: JobOptions,
+    *,
+    reminder: str | None = None,
 ) -> list[ChatMessage]:
+    """One section's request. `reminder` says what was wrong with an answer that was not a
+    section (the outline echoed back, the title alone, nothing), for a second try."""
     title = outline[position]
     words = SECTION_WORDS[options.detail]
     system = (
@@ -79,6 +135,12 @@ def section_messages(
         "unless your section is one. Use plain Markdown paragraphs, with lists only where "
         f"they help. Aim for {words} words.{_LANGUAGE_RULE}"
     )
+    if reminder is not None:
+        system += (
+            f" Your previous answer was {reminder}, which is not a section. This time write "
+            f"the section's text itself: {words} words of prose about its title, not the "
+            "outline, not the title alone."
+        )
     numbered = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(outline))
     user = (
         f"Report topic: {_quoted(topic)}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from reportsvc.domain import Step, StepKind, StepResult
 from reportsvc.pipeline.model import ChatModel
-from reportsvc.pipeline.outline import OutlineFormat, OutlineWriter
+from reportsvc.pipeline.outline import OutlineSetting, OutlineWriter
 from reportsvc.pipeline.section import write_section
 
 
@@ -16,7 +16,7 @@ class ReportPipeline:
         *,
         max_title_length: int,
         section_max_tokens: int,
-        outline_format: OutlineFormat = "auto",
+        outline_format: OutlineSetting = "auto",
         max_attempts: int = 5,
     ) -> None:
         self._model = model

@@ -21,7 +21,8 @@ def strip_reasoning(text: str) -> str:
     return _UNCLOSED_REASONING.sub("", text)
 
 
-def _comparable(text: str) -> str:
+def comparable(text: str) -> str:
+    """`text` for comparison: lower case, punctuation and spacing folded to single spaces."""
     return re.sub(r"[\W_]+", " ", text).casefold().strip()
 
 
@@ -32,6 +33,41 @@ def clean_section(text: str, title: str) -> str:
     heading = _HEADING.match(first)
     candidate = heading.group("text") if heading else first.strip("*_ ")
     bare_title = title.split(". ", 1)[-1]
-    if _comparable(candidate) in {_comparable(title), _comparable(bare_title)}:
+    if comparable(candidate) in {comparable(title), comparable(bare_title)}:
         text = rest.strip()
     return text
+
+
+# Leading numbering ("1", "iv") of a line already folded by `comparable`.
+_LEADING_NUMBERS: Final = re.compile(r"^(?:(?:[0-9]{1,2}|[ivxlc]{1,6})\s+)+")
+# Fewer words than this around an echoed outline, and the answer is the outline.
+_ECHO_PROSE_WORDS: Final = 25
+
+
+def _title_key(text: str) -> str:
+    return _LEADING_NUMBERS.sub("", comparable(text))
+
+
+def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
+    """What makes a model's answer not a section, in words for a reminder; None if it is.
+
+    Small models answer with nothing, with the section's title alone, or with the outline
+    they were given (numbered or not, perhaps with a sentence around it).
+    """
+    text = strip_reasoning(answer).strip()
+    if not text:
+        return "empty"
+    if _title_key(text) == _title_key(title) or not clean_section(text, title):
+        return "only the section's title"
+    titles = {_title_key(t) for t in outline}
+    echoed: set[str] = set()
+    prose_words = 0
+    for line in text.splitlines():
+        key = _title_key(line)
+        if key in titles:
+            echoed.add(key)
+        else:
+            prose_words += len(key.split())
+    if len(echoed) >= min(2, len(titles)) and prose_words < _ECHO_PROSE_WORDS:
+        return "the outline repeated back"
+    return None
