@@ -210,15 +210,25 @@ async def test_a_pinned_format_the_server_refuses_fails_the_job_in_plain_words(
     server: Server,
     pinned: OutlineFormat,
     status: int,
+    pool: asyncpg.Pool,
 ) -> None:
     fake_llm.configure(FakeConfig(server=server))
     pinned_settings = settings.model_copy(update={"outline_format": pinned})
     job = await run_report(client, stores, pinned_settings, {"topic": "Tides", "sections": 2})
     assert job["status"] == "failed"
-    assert f"the model service refused the requested response format ({status})" in job["error"]
+    assert job["error"] == (
+        "The outline could not be written after 1 attempt: "
+        f"the model service refused the requested response format ({status})"
+    )
     for words in UPSTREAM_WORDS:
         assert words not in job["error"]
     assert fake_llm.stats().calls["outline"] == 1  # not retryable: asked once
+    # What the server said is kept for operators, on the step, in psql.
+    last_error = await pool.fetchval(
+        "SELECT last_error FROM steps WHERE job_id = $1 AND kind = 'outline'",
+        UUID(job["jobId"]),
+    )
+    assert "response_format" in last_error
 
 
 async def test_the_outline_call_is_bounded_and_the_prompt_fits_the_format(
