@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import api, memory, overhead, pickup, scale, throughput
+from bench import api, memory, metrics, overhead, pickup, scale, throughput
 from bench.harness import machine_info, postgres_version, scratch_database
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.settings import normalize_database_url
@@ -41,10 +41,11 @@ class Sizes:
     memory_sections: int
     scale_reports: int
     finished_rows: int
+    finished_jobs: int
 
 
-QUICK = Sizes(100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000)
-FULL = Sizes(300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000)
+QUICK = Sizes(100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000, 100_000)
+FULL = Sizes(300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000, 500_000)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,20 @@ def _figures_scale(drain: dict[str, Any], cost: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _figures_metrics(r: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(
+            f"/metrics database refresh with {r['finished_jobs']:,} finished jobs / with 1,000 "
+            f"({r['refresh_ms_many']:.2f} vs {r['refresh_ms_few']:.2f} ms; the old full count: "
+            f"{r['full_count_ms_many']:.1f} vs {r['full_count_ms_few']:.1f} ms)",
+            r["ratio"],
+            "x",
+            "flat (<= 1.5)",
+            r["ratio"] <= 1.5,
+        )
+    ]
+
+
 async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     figures: list[Figure] = []
@@ -220,12 +235,17 @@ async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
         results["scale"] = {"drain": drain, "claim_cost": cost}
         figures.extend(_figures_scale(drain, cost))
 
+    async def do_metrics() -> None:
+        results["metrics"] = await metrics.measure(server_url, finished=sizes.finished_jobs)
+        figures.extend(_figures_metrics(results["metrics"]))
+
     await step("pickup", do_pickup)
     await step("overhead", do_overhead)
     await step("throughput", do_throughput)
     await step("api", do_api)
     await step("memory", do_memory)
     await step("scale", do_scale)
+    await step("metrics", do_metrics)
     return {"figures": [f.__dict__ for f in figures], "results": results}
 
 

@@ -32,7 +32,7 @@ QUIET = {
     "LOG_LEVEL": "WARNING",
     "LOG_FORMAT": "json",
     "PYTHONUNBUFFERED": "1",
-    "MAX_PENDING_JOBS": "0",
+    "MAX_PENDING_JOBS": "100000000",
 }
 
 

@@ -24,14 +24,15 @@ def _database_url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    connection.execute(text(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
-    try:
-        context.configure(connection=connection, target_metadata=metadata)
-        with context.begin_transaction():
-            context.run_migrations()
-    finally:
-        connection.execute(text(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
-        connection.commit()
+    # A transaction-level lock: held until the migrations' transaction commits (or rolls
+    # back), so the next migrator starts only once this one's changes are visible. (A
+    # session lock released before the commit let a second migrator in too early: it did
+    # not see the tables the first had created, and failed creating them again.)
+    connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
+    context.configure(connection=connection, target_metadata=metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
 
 
 async def _run_online() -> None:

@@ -83,6 +83,17 @@ async def test_markdown_by_accept_header_and_by_query(
         f"/reports/{job_id}?format=json", headers={"Accept": "text/markdown"}
     )
     assert as_json.json()["status"] == "completed"
+    # The Accept header is read by its q-values, not searched for a substring.
+    for accept, expected in [
+        ("text/markdownx;q=0", "application/json"),
+        ("text/markdown;q=0", "application/json"),
+        ("text/markdown;q=0.5, application/json", "application/json"),
+        ("application/json;q=0.1, text/markdown", "text/markdown"),
+        ("text/*", "text/markdown"),
+        ("*/*", "application/json"),
+    ]:
+        response = await client.get(f"/reports/{job_id}", headers={"Accept": accept})
+        assert response.headers["content-type"].startswith(expected), accept
 
 
 async def test_markdown_of_an_unfinished_report_is_409(client: Client) -> None:
@@ -90,6 +101,21 @@ async def test_markdown_of_an_unfinished_report_is_409(client: Client) -> None:
     response = await client.get(f"/reports/{job_id}?format=markdown")
     assert response.status_code == 409
     assert response.json()["code"] == "report_not_ready"
+    # In the client's words: its public status, not an internal state.
+    assert response.json()["error"] == "the report is not completed (status processing)"
+
+
+async def test_a_bad_format_is_named_as_the_client_spelled_it(client: Client) -> None:
+    job_id = await post(client, "Formats")
+    response = await client.get(f"/reports/{job_id}?format=xml")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("format: ")
+
+
+async def test_head_of_healthz_answers_like_get(client: Client) -> None:
+    response = await client.head("/healthz")
+    assert response.status_code == 200
+    assert response.content == b""
 
 
 async def test_list_is_newest_first_and_pages_with_a_cursor(client: Client) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -225,10 +226,13 @@ async def test_a_released_step_is_taken_by_another_worker_at_once(
 
 
 @pytest.fixture
-def throwaway_postgres(tmp_path: Path) -> EmbeddedPostgres:
-    """A PostgreSQL of this test's own, which it may stop and start."""
+def throwaway_postgres() -> EmbeddedPostgres:
+    """A PostgreSQL of this test's own, which it may stop and start. Its data lives in a
+    directory of its own, not under pytest's temporary root: another pytest session
+    starting meanwhile resets that root's permissions, and the server's unprivileged user
+    would lose its way in."""
     try:
-        server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+        server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="reportsvc-pg-")), durable=False)
         server.start()
     except Exception as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"cannot run a throwaway PostgreSQL here: {exc}")

@@ -8,6 +8,7 @@ import sys
 from uuid import UUID
 
 import asyncpg
+import pytest
 
 from reportsvc.domain import JobOptions
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
@@ -71,6 +72,17 @@ async def test_prune_refuses_a_bad_duration(database_url: str) -> None:
     code, out = await reportsvc(database_url, "prune", "--older-than", "a week")
     assert code == 2
     assert "is not a duration" in out
+    code, out = await reportsvc(database_url, "prune", "--older-than", "99999999999d")
+    assert code == 2
+    assert "longer than a century" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("name", ["", " padded ", "x" * 65, "bell\x07", "new\nline"])
+async def test_token_names_are_short_printable_words(database_url: str, name: str) -> None:
+    code, out = await reportsvc(database_url, "token", "add", name)
+    assert code == 2, out
+    assert "printable characters" in out
 
 
 async def test_retry_requeues_a_failed_jobs_failed_sections(

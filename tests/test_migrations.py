@@ -47,7 +47,13 @@ async def tables(url: str) -> set[str]:
 
 async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: str) -> None:
     await asyncio.to_thread(migrate.upgrade, empty_database)
-    assert await tables(empty_database) == {"jobs", "steps", "api_tokens", "alembic_version"}
+    assert await tables(empty_database) == {
+        "jobs",
+        "steps",
+        "api_tokens",
+        "admission",
+        "alembic_version",
+    }
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
     assert await tables(empty_database) == {"alembic_version"}
     await asyncio.to_thread(migrate.upgrade, empty_database)
@@ -94,7 +100,13 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
     ]  # fmt: skip
     outputs = [await p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
-    assert await tables(empty_database) == {"jobs", "steps", "api_tokens", "alembic_version"}
+    assert await tables(empty_database) == {
+        "jobs",
+        "steps",
+        "api_tokens",
+        "admission",
+        "alembic_version",
+    }
 
 
 async def test_jobs_mid_outline_or_mid_sections_finish_after_the_upgrade_to_one_step_table(

@@ -11,13 +11,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from reportsvc.api import metrics as api_metrics
 from reportsvc.api.app import create_app
 from reportsvc.db.migrate import head_revision
 from reportsvc.embedded import free_port
 from reportsvc.llm.fake import FakeLLMThread
 from reportsvc.settings import Settings
-from tests.conftest import with_database
+from tests.conftest import api_client, with_database
 from tests.helpers import Stores, make_settings, running_worker, submit, wait_for_job
 from tests.processes import cluster
 
@@ -75,9 +77,15 @@ async def test_readyz_is_503_while_the_database_is_unreachable() -> None:
 
 
 async def test_metrics_show_jobs_queue_and_model_calls(
-    client: httpx.AsyncClient, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
+    client: httpx.AsyncClient,
+    stores: Stores,
+    settings: Settings,
+    fake_llm: FakeLLMThread,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(api_metrics, "METRICS_REFRESH_SECONDS", 0.0)
     before = (await client.get("/metrics")).text
+    finished_before = metric_or_zero(before, "reportsvc_jobs_finished_total", status="completed")
     # Model-call metrics are per process, and earlier tests ran workers in this one.
     calls_before = 0.0
     if 'reportsvc_model_call_seconds_count{purpose="section"}' in before:
@@ -95,11 +103,43 @@ async def test_metrics_show_jobs_queue_and_model_calls(
         for job in await stores.reports.list_jobs(statuses=None, limit=10, before=None):
             await wait_for_job(stores, job.id)
     text = (await client.get("/metrics")).text
-    assert metric(text, "reportsvc_jobs", status="completed") == 4
+    assert metric(text, "reportsvc_jobs", status="outlining") == 0
+    # Finished jobs are counted by the process that finished them (here, this one's worker).
+    finished = metric(text, "reportsvc_jobs_finished_total", status="completed")
+    assert finished - finished_before == 4
     assert metric(text, "reportsvc_queue_ready", step="outline") == 0
     calls = metric(text, "reportsvc_model_call_seconds_count", purpose="section")
     assert calls - calls_before == 3 * settings.default_sections + 2
     assert metric(text, "reportsvc_model_tokens_total", model="test-model", type="completion") > 0
+
+
+def metric_or_zero(text: str, name: str, **labels: str) -> float:
+    try:
+        return metric(text, name, **labels)
+    except (AssertionError, StopIteration, ValueError):
+        return 0.0
+
+
+async def test_metrics_are_a_shared_snapshot_and_can_be_locked(
+    settings: Settings, pool: asyncpg.Pool, stores: Stores
+) -> None:
+    """Scrapes within METRICS_REFRESH_SECONDS share one read of the database: however many
+    clients scrape, the database answers once per interval. And METRICS_TOKEN locks it."""
+    locked = settings.model_copy(update={"metrics_token": SecretStr("scrape-secret")})
+    async with api_client(locked, pool) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        scraper = {"Authorization": "Bearer scrape-secret"}
+        first = await client.get("/metrics", headers=scraper)
+        assert first.status_code == 200
+        assert first.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        await submit(stores)
+        second = (await client.get("/metrics", headers=scraper)).text
+        # The job is in the database, not yet in the snapshot.
+        assert metric(second, "reportsvc_jobs", status="outlining") == metric(
+            first.text, "reportsvc_jobs", status="outlining"
+        )
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -17,10 +19,13 @@ from pydantic import SecretStr
 
 from reportsvc.api import guard
 from reportsvc.api.app import create_app
+from reportsvc.llm.fake import FakeLLMThread
 from reportsvc.queue.tokens import token_hash
 from reportsvc.settings import Settings
 from tests.conftest import api_client
 from tests.helpers import Stores
+from tests.processes import cluster
+from tests.sse import read_events
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
 BETA = {"Authorization": "Bearer beta-secret"}
@@ -114,7 +119,7 @@ async def test_idempotency_keys_are_per_token(locked: httpx.AsyncClient) -> None
     assert a.json() != b.json()
 
 
-async def test_tokens_in_the_table_lock_the_door_and_revoking_closes_it(
+async def test_tokens_in_the_table_lock_the_door_and_revoking_the_last_keeps_it_locked(
     settings: Settings, pool: asyncpg.Pool, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(guard, "TOKEN_REFRESH_SECONDS", 0.0)
@@ -131,13 +136,27 @@ async def test_tokens_in_the_table_lock_the_door_and_revoking_closes_it(
         assert await stores.tokens.add_token("second", token_hash("second-secret"))
         assert await post() == 401
         assert await post(first) == 202
+        owned = (await client.get("/reports", headers=first)).json()["jobs"][0]["jobId"]
         assert await stores.tokens.revoke_token("first")
         assert await post(first) == 401
         assert await post(second) == 202
         assert await stores.tokens.revoke_token("second")
-        assert await post() == 202  # no active token left: open again
+        # No active token left: the door stays locked, and owned jobs stay hidden.
+        assert await post() == 401
+        for path in ("/reports", f"/reports/{owned}", f"/reports/{owned}/events"):
+            assert (await client.get(path)).status_code == 401, path
     hashes = {r[0] for r in await pool.fetch("SELECT token_hash FROM api_tokens")}
     assert hashes == {token_hash("first-secret"), token_hash("second-secret")}  # never tokens
+
+
+async def test_auth_required_locks_an_api_with_no_token_at_all(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    required = settings.model_copy(update={"auth_required": True})
+    async with api_client(required, pool) as client:
+        response = await client.post("/reports", json={"topic": "x"})
+        assert response.status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_token_commands(database_url: str) -> None:
@@ -196,6 +215,77 @@ async def test_admission_stops_at_max_pending_jobs(settings: Settings, pool: asy
         refused = await client.post("/reports", json={"topic": "x"})
         assert refused.json()["code"] == "queue_full"
         assert refused.headers["retry-after"] == "10"
+        # The refusal says nothing about how many jobs others have.
+        assert not any(ch.isdigit() for ch in refused.json()["error"])
+
+
+async def test_admission_holds_under_a_concurrent_burst(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """The bound is enforced by the insert itself: 300 requests at once cannot all see
+    room that only some of them may take."""
+    bounded = settings.model_copy(update={"max_pending_jobs": 40})
+    async with api_client(bounded, pool) as client:
+        responses = await asyncio.gather(
+            *(client.post("/reports", json={"topic": f"burst {i}"}) for i in range(300))
+        )
+    codes = [r.status_code for r in responses]
+    assert codes.count(202) == 40
+    assert codes.count(503) == 260
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 40
+
+
+async def test_room_made_by_finished_jobs_is_found_again(
+    settings: Settings, pool: asyncpg.Pool, stores: Stores
+) -> None:
+    """Admission counts exactly only when its upper bound (counted + admitted since) is
+    short of room: jobs that finished meanwhile are found by that count."""
+    bounded = settings.model_copy(update={"max_pending_jobs": 3})
+    async with api_client(bounded, pool) as client:
+        ids = [
+            (await client.post("/reports", json={"topic": "x"})).json()["jobId"] for _ in range(3)
+        ]
+        assert (await client.post("/reports", json={"topic": "x"})).status_code == 503
+        for job_id in ids[:2]:
+            assert (await client.delete(f"/reports/{job_id}")).status_code == 200
+        codes = [(await client.post("/reports", json={"topic": "x"})).status_code for _ in range(3)]
+        assert codes == [202, 202, 503]
+    counted, admitted = await pool.fetchrow(
+        "SELECT counted, admitted FROM admission WHERE scope = '*'"
+    )
+    assert counted + admitted == 3
+
+
+async def test_one_token_cannot_shut_out_the_others(settings: Settings, pool: asyncpg.Pool) -> None:
+    bounded = settings.model_copy(
+        update={
+            "max_pending_jobs_per_owner": 3,
+            "api_tokens": [_secret("alpha-secret"), _secret("beta-secret")],
+        }
+    )
+    async with api_client(bounded, pool) as client:
+        burst = await asyncio.gather(
+            *(client.post("/reports", json={"topic": "a"}, headers=ALPHA) for _ in range(20))
+        )
+        assert sorted(r.status_code for r in burst) == [202] * 3 + [429] * 17
+        refused = next(r for r in burst if r.status_code == 429)
+        assert refused.json()["code"] == "too_many_pending"
+        assert "3 reports" in refused.json()["error"]  # its own count, and only its own
+        assert (await client.post("/reports", json={"topic": "b"}, headers=BETA)).status_code == 202
+
+
+async def test_a_repeated_request_gets_its_job_back_when_the_queue_is_full(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    bounded = settings.model_copy(update={"max_pending_jobs": 1})
+    key = {"Idempotency-Key": "once"}
+    async with api_client(bounded, pool) as client:
+        first = await client.post("/reports", json={"topic": "x"}, headers=key)
+        assert first.status_code == 202
+        again = await client.post("/reports", json={"topic": "x"}, headers=key)
+        assert again.status_code == 202
+        assert again.json() == first.json()
+        assert (await client.post("/reports", json={"topic": "y"})).status_code == 503
 
 
 async def test_body_size_limit_is_a_setting(settings: Settings, pool: asyncpg.Pool) -> None:
@@ -204,3 +294,36 @@ async def test_body_size_limit_is_a_setting(settings: Settings, pool: asyncpg.Po
         response = await client.post("/reports", json={"topic": "x" * 3000})
         assert response.status_code == 413
         assert response.json()["code"] == "request_too_large"
+
+
+@pytest.mark.slow
+async def test_revoking_a_token_ends_its_open_event_streams(
+    database_url: str, stores: Stores, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    """A stream opened before the revoke closes within 5 s of it and tells that token
+    nothing more: the job's end, which comes later, is not sent."""
+    assert await stores.tokens.add_token("watcher", token_hash("watcher-secret"))
+    watcher = {"Authorization": "Bearer watcher-secret"}
+    with cluster(database_url, fake_llm.base_url, tmp_path) as running:
+        running.start_api()  # no worker: the job waits for its outline until cancelled
+        async with httpx.AsyncClient(base_url=running.api_url, timeout=30) as http:
+            job_id = UUID(
+                (await http.post("/reports", json={"topic": "x"}, headers=watcher)).json()["jobId"]
+            )
+
+            async def revoke_then_cancel() -> None:
+                await asyncio.sleep(0.5)
+                assert await stores.tokens.revoke_token("watcher")
+                await asyncio.sleep(6.0)  # past the 5 s in which the revoke takes effect
+                await stores.reports.cancel_job(job_id)
+
+            changes = asyncio.create_task(revoke_then_cancel())
+            async with http.stream("GET", f"/reports/{job_id}/events", headers=watcher) as response:
+                assert response.status_code == 200
+                async with asyncio.timeout(30):  # a stream that never closes fails here
+                    events = [name async for name, _ in read_events(response)]
+            await changes
+    assert events == []
+    job = await stores.reports.get_job(job_id)
+    assert job is not None
+    assert job.status == "cancelled"

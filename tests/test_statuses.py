@@ -9,7 +9,7 @@ from importlib.resources import files
 import asyncpg
 import pytest
 
-from reportsvc.domain import JobStatus, StepKind, StepStatus
+from reportsvc.domain import ACTIVE_JOB_STATUSES, JobStatus, StepKind, StepStatus
 from reportsvc.queue.sql import parse_queries
 
 SQL_FILES = sorted(p.name for p in files("reportsvc.queue").iterdir() if p.name.endswith(".sql"))
@@ -62,3 +62,12 @@ async def test_check_constraints_match_the_enums(pool: asyncpg.Pool) -> None:
         "steps_status_check": {s.value for s in StepStatus},
         "steps_kind_check": KINDS,
     }
+
+
+async def test_the_admission_function_counts_the_active_statuses(pool: asyncpg.Pool) -> None:
+    """reportsvc_admit (migration 0005) spells the active set in its queries: it must be
+    the one the enums define."""
+    definition = await pool.fetchval("SELECT pg_get_functiondef('reportsvc_admit'::regproc)")
+    listed = [set(_LITERAL.findall(group)) for _, group in _LISTED.findall(definition)]
+    assert listed
+    assert all(group == {s.value for s in ACTIVE_JOB_STATUSES} for group in listed)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from reportsvc.queue.tokens import TokenStore
 
 
+MAX_TOKEN_NAME = 64
+
+
 def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
@@ -69,9 +72,8 @@ def migrate(revision: str) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def serve(host: str, port: int) -> None:
     """Run the HTTP API."""
-    import uvicorn  # noqa: PLC0415
-
     from reportsvc.api.app import create_app  # noqa: PLC0415
+    from reportsvc.api.server import serve as serve_api  # noqa: PLC0415
     from reportsvc.logs import configure_logging  # noqa: PLC0415
 
     settings = _settings()
@@ -80,18 +82,7 @@ def serve(host: str, port: int) -> None:
         settings.require_database_url()
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve_api(create_app(settings), settings, host=host, port=port)
 
 
 @main.command()
@@ -267,11 +258,20 @@ def token() -> None:
 @token.command("add")
 @click.argument("name")
 def token_add(name: str) -> None:
-    """Create a token called NAME and print it (it is shown only this once)."""
+    """Create a token called NAME and print it (it is shown only this once).
+
+    NAME: 1 to 64 printable characters (letters, digits, punctuation, inner spaces).
+    """
     import secrets  # noqa: PLC0415
 
     from reportsvc.queue.tokens import token_hash  # noqa: PLC0415
 
+    if not (0 < len(name) <= MAX_TOKEN_NAME and name.isprintable() and name.strip() == name):
+        raise click.BadParameter(
+            f"a token's name is 1 to {MAX_TOKEN_NAME} printable characters, without leading or "
+            "trailing spaces",
+            param_hint="NAME",
+        )
     settings = _settings()
     secret = f"rsk_{secrets.token_urlsafe(32)}"
 

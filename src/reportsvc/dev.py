@@ -21,6 +21,7 @@ import structlog
 import uvicorn
 
 from reportsvc.api.app import create_app
+from reportsvc.api.server import server_options
 from reportsvc.db import migrate
 from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
@@ -86,14 +87,7 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
 
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
-            host=host,
-            port=port,
-            loop="none",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            server_header=False,
+            create_app(settings), host=host, port=port, loop="none", **server_options(settings)
         )
     )
     pool = await create_pool(settings.require_database_url(), application_name="reportsvc-worker")

@@ -8,7 +8,9 @@ from typing import Final
 from prometheus_client import Counter, Gauge, Histogram
 
 # --- from the database, refreshed when the API is scraped ------------------------------------
-JOBS: Final = Gauge("reportsvc_jobs", "Jobs by status (internal states).", ["status"])
+JOBS: Final = Gauge(
+    "reportsvc_jobs", "Jobs under way by status (internal states: outlining, writing).", ["status"]
+)
 QUEUE_READY: Final = Gauge(
     "reportsvc_queue_ready", "Steps ready to run now, waiting for a worker.", ["step"]
 )
@@ -24,6 +26,11 @@ QUEUE_RUNNING: Final = Gauge("reportsvc_queue_running", "Steps leased to a worke
 
 # --- counted by the process itself -------------------------------------------------------------
 JOBS_CREATED: Final = Counter("reportsvc_jobs_created", "Jobs created by this API process.")
+JOBS_FINISHED: Final = Counter(
+    "reportsvc_jobs_finished",
+    "Jobs this process ended, by status: completed and failed (workers), cancelled (API).",
+    ["status"],
+)
 STEPS_FINISHED: Final = Counter(
     "reportsvc_steps_finished",
     "Steps this worker finished, by outcome: done, error (to be retried or failed), released "

@@ -25,12 +25,20 @@ _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SECONDS_PER: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
+# The longest duration accepted: a century, far past any retention anyone means, and well
+# inside what PostgreSQL's intervals and timestamps can hold.
+MAX_DURATION_SECONDS: Final = 100 * 365 * 86_400
+
+
 def parse_duration(text: str) -> float:
-    """Seconds in "90s", "30m", "12h", "7d" or "2w"."""
+    """Seconds in "90s", "30m", "12h", "7d" or "2w" (at most a century)."""
     match = _DURATION.match(text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 90s, 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _SECONDS_PER[match.group(2)]
+    seconds = float(match.group(1)) * _SECONDS_PER[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is longer than a century; give a shorter duration")
+    return seconds
 
 
 def normalize_database_url(url: str) -> str:
@@ -102,8 +110,19 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
     # POST /reports per minute per API token (or client address); 0: no limit.
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    # Keep the API locked even with no token configured or stored (every call needs one).
+    auth_required: bool = False
     # POST /reports answers 503 while this many jobs are pending; 0: no limit.
-    max_pending_jobs: Annotated[int, Field(ge=0)] = 100_000
+    max_pending_jobs: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
+    # POST /reports answers 429 to an API token with this many jobs pending; 0: no limit.
+    max_pending_jobs_per_owner: Annotated[int, Field(ge=0, le=100_000_000)] = 10_000
+    # GET /metrics needs Authorization: Bearer <this> when set.
+    metrics_token: SecretStr | None = None
+    # Addresses of proxies whose X-Forwarded-For/-Proto the API trusts (comma-separated;
+    # "*" for any). Empty: none, the connection's own address is the client's.
+    forwarded_allow_ips: str = ""
+    # A request whose headers have not all arrived this long after it began is dropped.
+    request_header_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
 
     # --- worker -----------------------------------------------------------------------
     worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
@@ -142,7 +161,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "openai_base_url", "openai_api_key", "worker_metrics_port", "prune_after", mode="before"
+        "openai_base_url",
+        "openai_api_key",
+        "metrics_token",
+        "worker_metrics_port",
+        "prune_after",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -12,8 +12,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from reportsvc import __version__
+from reportsvc.api.bodies import SafeRequest
 from reportsvc.api.errors import EXCEPTION_HANDLERS
-from reportsvc.api.operations import healthz, metrics, readyz
+from reportsvc.api.operations import healthz, healthz_head, metrics, readyz
 from reportsvc.api.reports import ReportController
 from reportsvc.api.services import Services
 from reportsvc.db.engine import create_pool
@@ -63,12 +64,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             await services.events.close()
 
     app = Litestar(
-        route_handlers=[ReportController, healthz, readyz, metrics],
+        route_handlers=[ReportController, healthz, healthz_head, readyz, metrics],
         lifespan=[lifespan],
         # One dependency, not two: Litestar resolves several in a task group per request,
         # which costs more than the rest of a POST's Python work.
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        # Bodies are read with a time limit, and undecodable ones are 400s, not 500s.
+        request_class=SafeRequest,
         request_max_body_size=settings.max_body_bytes,
         # Logging is configured once for the process (reportsvc.logs), not by Litestar.
         logging_config=None,

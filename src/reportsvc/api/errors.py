@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import traceback
 from typing import Any
 
 import structlog
@@ -64,7 +66,9 @@ def _validation_message(exc: ValidationException) -> str:
         message = str(item.get("message", "")).replace("`", "")
         if key == "data" and message in ("'data'", "data"):
             return 'the request body is empty; send JSON such as {"topic": "The Roman Empire"}'
-        where = "request body" if key == "data" else key
+        # Parameters named after a Python keyword carry a trailing underscore in the
+        # handler (format_); the client knows them by their own name.
+        where = "request body" if key == "data" else str(key or "").removesuffix("_")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or str(exc.detail)
 
@@ -103,10 +107,52 @@ def handle_database_down(_request: Request[Any, Any, Any], exc: Exception) -> Re
     )
 
 
+class ErrorLog:
+    """Unexpected errors, logged once each, compactly and at a bounded rate: the error, the
+    request's method and path, and where it was raised (file, line, function of the
+    innermost frames). Never the request's headers, body or any frame's locals: a log
+    line must not be a way to collect callers' tokens, or to flood the disk."""
+
+    def __init__(self, per_minute: int = 10, frames: int = 6) -> None:
+        self._capacity = float(per_minute)
+        self._tokens = float(per_minute)
+        self._refill = per_minute / 60.0
+        self._frames = frames
+        self._last = time.monotonic()
+        self.suppressed = 0
+
+    def error(self, request: Request[Any, Any, Any], exc: BaseException) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._refill)
+        self._last = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return
+        self._tokens -= 1
+        suppressed, self.suppressed = self.suppressed, 0
+        frames = traceback.extract_tb(exc.__traceback__)[-self._frames :]
+        log.error(
+            "unexpected error",
+            method=request.method,
+            path=request.url.path,
+            error=f"{type(exc).__name__}: {_one_line(str(exc))}",
+            frames=[f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames],
+            **({"not_logged_before": suppressed} if suppressed else {}),
+        )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+UNEXPECTED = ErrorLog()
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     if isinstance(exc, DATABASE_UNAVAILABLE):
         return handle_database_down(request, exc)
-    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    UNEXPECTED.error(request, exc)
     return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Final, Literal
 from uuid import UUID
 
@@ -27,6 +27,8 @@ from reportsvc.queue.notifications import EVENTS_CHANNEL, Listener, parse_job_id
 from reportsvc.queue.reports import JobRow, ReportStore
 
 STREAM_CHECK_SECONDS: Final = 15.0
+# How often a waiting stream checks that its caller is still let in.
+STREAM_AUTH_SECONDS: Final = 1.0
 
 
 class ProgressEvent(CamelStruct):
@@ -90,9 +92,13 @@ async def job_events(
     hub: EventHub,
     job: JobRow,
     prices: dict[str, tuple[float, float]],
+    *,
+    allowed: Callable[[], Awaitable[bool]],
     check_seconds: float = STREAM_CHECK_SECONDS,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """The events of `job`, starting with the steps already finished."""
+    """The events of `job`, starting with the steps already finished. The stream ends as
+    soon as `allowed` says its caller would no longer be let in (a revoked token): it is
+    asked every STREAM_AUTH_SECONDS while the stream waits."""
     outline_sent = False
     sections_sent: set[str] = set()
     with hub.subscribe(job.id) as changed:
@@ -110,12 +116,29 @@ async def job_events(
                     event=public, data=msgspec.json.encode(job_status(job, prices)).decode()
                 )
                 return
-            try:
-                await asyncio.wait_for(changed.wait(), check_seconds)
-            except TimeoutError:
+            woken = await _wait(changed, check_seconds, allowed)
+            if woken is None:
+                return
+            if not woken:
                 yield ServerSentEventMessage(comment="keep-alive")
             changed.clear()
             job = await _reload(store, job)
+
+
+async def _wait(
+    changed: asyncio.Event, seconds: float, allowed: Callable[[], Awaitable[bool]]
+) -> bool | None:
+    """Wait up to `seconds` for the job to change: True if it did, False if not; None as
+    soon as the caller is no longer allowed (checked every STREAM_AUTH_SECONDS)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), max(0.0, min(left, STREAM_AUTH_SECONDS)))
+        if not await allowed():
+            return None
+        if changed.is_set() or left <= STREAM_AUTH_SECONDS:
+            return changed.is_set()
 
 
 def _progress(job: JobRow, event: ProgressEvent) -> ServerSentEventMessage:

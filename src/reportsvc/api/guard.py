@@ -1,4 +1,4 @@
-"""The locked door: API tokens, a rate limit on POST, and bounded admission.
+"""The locked door: API tokens and a rate limit on POST.
 
 Tokens: those in API_TOKENS, and those created with `reportsvc token add` (stored as
 sha256 hashes in `api_tokens`). When there is at least one, every /reports endpoint needs
@@ -22,15 +22,13 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from reportsvc.api.errors import ApiError
-from reportsvc.queue.reports import ReportStore
 from reportsvc.queue.tokens import TokenStore, token_hash
 from reportsvc.settings import Settings
 
-# How long the API trusts its copy of the token table (a revoked token stops working after
-# at most this long).
-TOKEN_REFRESH_SECONDS: Final = 5.0
-# How long a count of pending jobs is reused for admission decisions.
-PENDING_REFRESH_SECONDS: Final = 1.0
+# How long the API trusts its copy of the token table. A revoked token stops working after
+# at most this long, and event streams check their caller every STREAM_AUTH_SECONDS, so an
+# open stream of a revoked token ends within 5 s.
+TOKEN_REFRESH_SECONDS: Final = 4.0
 _MAX_BUCKETS: Final = 10_000
 
 
@@ -54,20 +52,26 @@ def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 class Authenticator:
+    """Who may call. Locked when a token is configured (API_TOKENS), when AUTH_REQUIRED is
+    set, or once any token was ever stored: revoking the last stored token leaves the API
+    locked (every call refused) rather than opening every owned job to anyone."""
+
     def __init__(self, settings: Settings, store: TokenStore) -> None:
         self._configured = frozenset(token_hash(t.get_secret_value()) for t in settings.api_tokens)
+        self._required = settings.auth_required or bool(self._configured)
         self._store = store
         self._stored: frozenset[str] = frozenset()
+        self._ever_stored = False
         self._loaded_at = float("-inf")
         self._loading: asyncio.Lock = asyncio.Lock()
 
-    async def owner(self, request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-        """Who is calling: the hash of their token, or None when the API has no tokens.
+    async def owner(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+        """Who is calling: the hash of their token, or None when the API is open.
         A 401 for a missing or unknown token."""
-        accepted = await self._accepted()
-        if not accepted:
+        accepted, locked = await self._state()
+        if not locked:
             return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("this API needs an API token: Authorization: Bearer <token>")
         caller = token_hash(token.strip())
@@ -75,13 +79,18 @@ class Authenticator:
             raise _unauthorized("the API token is not valid (unknown or revoked)")
         return caller
 
-    async def _accepted(self) -> frozenset[str]:
+    async def still_valid(self, owner: str | None) -> bool:
+        """Whether a caller let in earlier would still be let in (long-lived streams ask)."""
+        accepted, locked = await self._state()
+        return not locked if owner is None else owner in accepted
+
+    async def _state(self) -> tuple[frozenset[str], bool]:
         if time.monotonic() - self._loaded_at > TOKEN_REFRESH_SECONDS:
             async with self._loading:
                 if time.monotonic() - self._loaded_at > TOKEN_REFRESH_SECONDS:
-                    self._stored = frozenset(await self._store.active_token_hashes())
+                    self._stored, self._ever_stored = await self._store.token_state()
                     self._loaded_at = time.monotonic()
-        return self._configured | self._stored
+        return self._configured | self._stored, self._required or self._ever_stored
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -116,33 +125,3 @@ class RateLimiter:
         self._buckets[caller] = (tokens - 1, now)
         while len(self._buckets) > _MAX_BUCKETS:
             self._buckets.popitem(last=False)
-
-
-class Admission:
-    """Refuses new jobs (503) while more than `limit` are pending, instead of letting the
-    queue grow without bound. The count is refreshed at most once a second."""
-
-    def __init__(self, limit: int, store: ReportStore) -> None:
-        self._limit = limit
-        self._store = store
-        self._pending = 0
-        self._counted_at = float("-inf")
-
-    async def check(self) -> None:
-        if self._limit <= 0:
-            return
-        if time.monotonic() - self._counted_at > PENDING_REFRESH_SECONDS:
-            self._counted_at = time.monotonic()
-            self._pending = await self._store.pending_jobs()
-        if self._pending >= self._limit:
-            raise ApiError(
-                503,
-                "queue_full",
-                f"{self._pending} reports are already waiting or being written "
-                f"(MAX_PENDING_JOBS = {self._limit}); try again later",
-                {"Retry-After": "10"},
-            )
-
-    def admitted(self) -> None:
-        """Count a job just created, until the next refresh counts it for real."""
-        self._pending += 1

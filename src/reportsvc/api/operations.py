@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
+import hmac
+from typing import Any, Final
 
-from litestar import Response, get
+from litestar import Request, Response, get, head
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest
+from pydantic import SecretStr
 
 from reportsvc.api import docs
 from reportsvc.api.errors import ApiError
+from reportsvc.api.metrics import METRICS_REFRESH_SECONDS
 from reportsvc.api.schemas import Health, Readiness
 from reportsvc.api.services import Services
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.domain import JobStatus
-from reportsvc.metrics import (
-    JOBS,
-    QUEUE_OLDEST_SECONDS,
-    QUEUE_READY,
-    QUEUE_RETRYING,
-    QUEUE_RUNNING,
-)
-from reportsvc.queue.operations import OperationsStore
+
+# Prometheus' text format; Litestar adds the charset.
+METRICS_MEDIA_TYPE: Final = "text/plain; version=0.0.4"
 
 
 @get(
@@ -32,6 +29,13 @@ from reportsvc.queue.operations import OperationsStore
 )
 async def healthz() -> Health:
     return Health(status="ok")
+
+
+# HEAD is what some load balancers probe with; it is GET without the body, so the document
+# lists it only once, under GET.
+@head("/healthz", include_in_schema=False)
+async def healthz_head() -> None:
+    return None
 
 
 @get(
@@ -62,24 +66,33 @@ async def readyz(services: NamedDependency[Services]) -> Readiness:
 @get(
     "/metrics",
     summary="Prometheus metrics",
-    description="Jobs by status and queue state (read at scrape time), and request metrics.",
+    description=(
+        "Jobs under way and the queue's state (read from the database at most every "
+        f"{METRICS_REFRESH_SECONDS:g} s, whatever the number of scrapers), and counters. With "
+        "METRICS_TOKEN set, needs `Authorization: Bearer <METRICS_TOKEN>`."
+    ),
     tags=["operations"],
-    media_type=CONTENT_TYPE_LATEST,
+    media_type=METRICS_MEDIA_TYPE,
     responses=docs.METRICS_RESPONSES,
 )
-async def metrics(services: NamedDependency[Services]) -> Response[bytes]:
-    # While the database is unreachable the last values stay; /readyz says why.
-    with contextlib.suppress(*DATABASE_UNAVAILABLE):
-        await refresh_queue_metrics(services.operations)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(
+    request: Request[Any, Any, Any], services: NamedDependency[Services]
+) -> Response[bytes]:
+    check_metrics_token(request, services.settings.metrics_token)
+    await services.queue_metrics.refresh()
+    return Response(generate_latest(REGISTRY), media_type=METRICS_MEDIA_TYPE)
 
 
-async def refresh_queue_metrics(store: OperationsStore) -> None:
-    counts = await store.job_counts()
-    for status in JobStatus:
-        JOBS.labels(status.value).set(counts.get(status, 0))
-    for kind, stats in (await store.queue_stats()).items():
-        QUEUE_READY.labels(kind.value).set(stats.ready)
-        QUEUE_OLDEST_SECONDS.labels(kind.value).set(stats.oldest_seconds)
-        QUEUE_RETRYING.labels(kind.value).set(stats.retrying)
-        QUEUE_RUNNING.labels(kind.value).set(stats.running)
+def check_metrics_token(request: Request[Any, Any, Any], token: SecretStr | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get_secret_value().encode()
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "metrics need Authorization: Bearer <METRICS_TOKEN>",
+            {"WWW-Authenticate": 'Bearer realm="reportsvc-metrics"'},
+        )

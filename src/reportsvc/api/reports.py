@@ -39,7 +39,7 @@ from reportsvc.api.views import job_status, job_summary, markdown
 from reportsvc.domain import JobOptions
 from reportsvc.domain import JobStatus as JobState
 from reportsvc.metrics import JOBS_CREATED
-from reportsvc.queue.reports import JobRow, ReportStore
+from reportsvc.queue.reports import AdmissionRefused, JobRow, ReportStore
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
 JobIdParam = Annotated[
@@ -70,11 +70,54 @@ def _address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _no_room(refused: AdmissionRefused) -> ApiError:
+    """The refusal tells a caller only about its own jobs."""
+    if refused.reason == "owner_full":
+        return ApiError(
+            429,
+            "too_many_pending",
+            f"this API token already has {refused.bound} reports waiting or being written "
+            "(MAX_PENDING_JOBS_PER_OWNER); try again when some have finished",
+            {"Retry-After": "10"},
+        )
+    return ApiError(
+        503,
+        "queue_full",
+        "too many reports are waiting or being written right now; try again later",
+        {"Retry-After": "10"},
+    )
+
+
 def wants_markdown(request: Request[Any, Any, Any], format_: str | None) -> bool:
+    """`?format=` decides; else the Accept header, by its q-values (RFC 9110 12.5.1):
+    Markdown only when it is acceptable (q > 0) and preferred to JSON."""
     if format_ is not None:
         return format_ == "markdown"
     accept = request.headers.get("accept", "")
-    return MARKDOWN in accept and "application/json" not in accept
+    return accept_quality(accept, MARKDOWN) > accept_quality(accept, "application/json")
+
+
+def accept_quality(accept: str, media_type: str) -> float:
+    """The q-value an Accept header gives `media_type`: that of its most specific matching
+    range (`type/subtype` over `type/*` over `*/*`); 0 when none matches."""
+    kind = media_type.split("/", maxsplit=1)[0]
+    best: tuple[int, float] = (-1, 0.0)
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        media = media.lower()
+        specificity = {media_type: 2, f"{kind}/*": 1, "*/*": 0}.get(media, -1)
+        if specificity <= best[0]:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        best = (specificity, quality)
+    return best[1]
 
 
 class ReportController(Controller):
@@ -117,21 +160,28 @@ class ReportController(Controller):
         topic = clean_topic(data.topic, settings.max_topic_length)
         model, options = job_options(data, settings)
         check_idempotency_key(idempotency_key)
-        await services.admission.check()
-        job_id = await store.create_job(
-            topic=topic,
-            model=model,
-            options=options,
-            idempotency_key=idempotency_key,
-            timeout_seconds=settings.job_timeout_seconds,
-            owner=owner,
-        )
-        if job_id is None:
-            assert idempotency_key is not None
-            job_id = await self._replay(store, idempotency_key, owner, (topic, model, options))
+        request_key = (topic, model, options)
+        try:
+            job_id = await store.create_job(
+                topic=topic,
+                model=model,
+                options=options,
+                idempotency_key=idempotency_key,
+                timeout_seconds=settings.job_timeout_seconds,
+                owner=owner,
+            )
+        except AdmissionRefused as refused:
+            # A repeated request whose job exists gets it back, full queue or not.
+            existing = idempotency_key and await store.find_job_by_key(idempotency_key, owner)
+            if not existing:
+                raise _no_room(refused) from None
+            job_id = await self._replay(store, idempotency_key or "", owner, request_key)
         else:
-            JOBS_CREATED.inc()
-            services.admission.admitted()
+            if job_id is None:
+                assert idempotency_key is not None
+                job_id = await self._replay(store, idempotency_key, owner, request_key)
+            else:
+                JOBS_CREATED.inc()
         return Response(
             JobAccepted(job_id=job_id),
             status_code=HTTP_202_ACCEPTED,
@@ -214,7 +264,9 @@ class ReportController(Controller):
             return Response(job_status(job, services.settings.openai_prices))
         if job.status is not JobState.COMPLETED:
             raise ApiError(
-                409, "report_not_ready", f"the report is not completed (status {job.status})"
+                409,
+                "report_not_ready",
+                f"the report is not completed (status {PUBLIC_STATUS[job.status]})",
             )
         # Litestar adds "; charset=utf-8" to text/* media types itself.
         return Response(markdown(job), media_type=MARKDOWN)
@@ -238,8 +290,15 @@ class ReportController(Controller):
         job_id: JobIdParam,
         services: NamedDependency[Services],
     ) -> ServerSentEvent:
-        job = await load_job(services.reports, job_id, caller(request))
-        events = job_events(services.reports, services.events, job, services.settings.openai_prices)
+        owner = caller(request)
+        job = await load_job(services.reports, job_id, owner)
+        events = job_events(
+            services.reports,
+            services.events,
+            job,
+            services.settings.openai_prices,
+            allowed=lambda: services.auth.still_valid(owner),
+        )
         return ServerSentEvent(events)
 
     @delete(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 from reportsvc.api.events import EventHub
-from reportsvc.api.guard import Admission, Authenticator, RateLimiter
+from reportsvc.api.guard import Authenticator, RateLimiter
+from reportsvc.api.metrics import QueueMetrics
 from reportsvc.db.migrate import head_revision
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
@@ -27,10 +28,15 @@ class Services:
     def connect(self, pool: asyncpg.Pool) -> None:
         """Build the stores on the process's pool (at start-up)."""
         self.publisher = Publisher(pool)
-        self._reports = ReportStore(pool, self.publisher)
+        self._reports = ReportStore(
+            pool,
+            self.publisher,
+            max_pending=self.settings.max_pending_jobs,
+            max_pending_per_owner=self.settings.max_pending_jobs_per_owner,
+        )
         self.operations = OperationsStore(pool, self.publisher)
+        self.queue_metrics = QueueMetrics(self.operations)
         self.auth = Authenticator(self.settings, TokenStore(pool))
-        self.admission = Admission(self.settings.max_pending_jobs, self._reports)
 
     @property
     def reports(self) -> ReportStore:

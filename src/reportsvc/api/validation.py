@@ -6,13 +6,14 @@ import base64
 import binascii
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
 
 import msgspec
 from msgspec import UnsetType
 
+from reportsvc.api.bodies import undecodable
 from reportsvc.api.errors import ApiError
 from reportsvc.api.schemas import CreateReport
 from reportsvc.domain import JobOptions
@@ -55,6 +56,8 @@ def strict_request(body: bytes) -> CreateReport:
             what, _, where = message.rpartition(" - at $.")
             message = f"{where}: {what}"
         raise ApiError(400, "invalid_request", message) from None
+    except (UnicodeError, RecursionError, msgspec.DecodeError) as exc:
+        raise undecodable(exc) from None
 
 
 def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOptions]:
@@ -113,19 +116,30 @@ def parse_job_id(raw: str) -> UUID:
         raise ApiError(404, "job_not_found", f"no job with id {raw!r}") from None
 
 
+MAX_CURSOR_LENGTH: Final = 200
+
+
 def encode_cursor(created_at: datetime, job_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{job_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) a cursor stands for. Only what `encode_cursor` produces is
+    accepted: the same bytes must come out when it is encoded again, so a crafted time
+    (another time zone, a year PostgreSQL cannot hold) is a 400, never a database error."""
     invalid = ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise invalid
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, job_id = base64.urlsafe_b64decode(padded).decode().split("|")
         when, parsed_id = datetime.fromisoformat(created_at), UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # Cursors carry UTC (as PostgreSQL returns timestamptz); converting also refuses a
+        # time that would leave the range of dates once moved to UTC.
+        canonical = when.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise invalid from None
-    if when.tzinfo is None:  # every cursor we hand out carries a time zone
+    if when.utcoffset() != timedelta(0) or encode_cursor(canonical, parsed_id) != cursor:
         raise invalid
-    return when, parsed_id
+    return canonical, parsed_id

@@ -116,6 +116,13 @@ jobs = Table(
         unique=True,
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
+    # Pending jobs per owner, for MAX_PENDING_JOBS_PER_OWNER (migration 0005, with the
+    # function reportsvc_admit that counts on it).
+    Index(
+        "jobs_owner_pending_idx",
+        "owner",
+        postgresql_where=text(f"{ACTIVE_JOBS} AND owner IS NOT NULL"),
+    ),
     # Only jobs with an owner: without API tokens nothing maintains it.
     Index(
         "jobs_owner_created_at_idx",
@@ -176,6 +183,17 @@ steps = Table(
     Index(
         "steps_running_idx", "id", postgresql_where=text(f"status = '{StepStatus.RUNNING.value}'")
     ),
+)
+
+# Admission (migration 0005, function reportsvc_admit): per scope ('*' for every job, or an
+# owner), the jobs pending at the last exact count and the jobs admitted since, an upper
+# bound of the jobs pending now. Written only by inserts of new jobs, one at a time.
+admission = Table(
+    "admission",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("counted", BigInteger, nullable=False),
+    Column("admitted", BigInteger, nullable=False),
 )
 
 api_tokens = Table(

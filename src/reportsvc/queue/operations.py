@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from reportsvc.domain import JobStatus, StepKind
+from reportsvc.domain import ACTIVE_JOB_STATUSES, JobStatus, StepKind
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
 
@@ -71,6 +71,8 @@ class OperationsStore:
                 if current is None:
                     return None
                 return Retry(retried=False, status=JobStatus(current), steps=0)
+            if status in ACTIVE_JOB_STATUSES:
+                await conn.execute(Q["admit_reopened_job"], job_id)
         self.publisher.wake_workers()
         self.publisher.progress([job_id])
         return Retry(retried=True, status=JobStatus(status), steps=len(requeued))

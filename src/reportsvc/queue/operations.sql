@@ -3,8 +3,10 @@
 
 
 -- name: job_counts
--- Jobs by status, for metrics. A full count: `reportsvc prune` keeps the table bounded.
-SELECT status, count(*) FROM jobs GROUP BY status;
+-- Jobs under way by status, for metrics, from the partial index of unfinished jobs
+-- (jobs_deadline_idx): the cost follows the jobs in progress, never the table's size.
+-- Finished jobs are counted as they finish, by the processes that finish them.
+SELECT status, count(*) FROM jobs WHERE status IN ({active_jobs}) GROUP BY status;
 
 
 -- name: queue_stats
@@ -68,6 +70,13 @@ SET status = CASE WHEN outline IS NULL THEN 'outlining'
     deadline_at = now() + make_interval(secs => $2)
 WHERE id = $1 AND status IN ({retryable_jobs})
 RETURNING status;
+
+
+-- name: admit_reopened_job
+-- $1 job id. Step 3 of `reportsvc retry`, when the job runs again: it counts towards the
+-- admission bounds (the upper bound reportsvc_admit keeps), in all and for its owner.
+UPDATE admission SET admitted = admitted + 1
+WHERE scope = '*' OR scope = (SELECT owner FROM jobs WHERE id = $1);
 
 
 -- name: job_status

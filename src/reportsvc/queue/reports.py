@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -13,10 +13,12 @@ import msgspec
 
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
 from reportsvc.domain import JobOptions, JobStatus
+from reportsvc.metrics import JOBS_FINISHED
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
 
 Q: Final = load_queries("reports.sql")
+_JOBS_CANCELLED: Final = JOBS_FINISHED.labels("cancelled")
 
 
 class JobRow(msgspec.Struct, frozen=True):
@@ -50,6 +52,16 @@ class JobListRow(msgspec.Struct, frozen=True):
     finished_at: datetime | None
 
 
+class AdmissionRefused(Exception):  # noqa: N818 - an answer, not an error of ours
+    """A new job was refused: the queue (`full`) or the owner's share of it
+    (`owner_full`) holds as many pending jobs as allowed."""
+
+    def __init__(self, reason: Literal["full", "owner_full"], bound: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.bound = bound
+
+
 class _NewJob(NamedTuple):
     id: UUID
     topic: str
@@ -76,9 +88,19 @@ def _options(value: object) -> JobOptions:
 
 
 class ReportStore:
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: Publisher,
+        *,
+        max_pending: int = 0,
+        max_pending_per_owner: int = 0,
+    ) -> None:
         self.pool = pool
         self.publisher = publisher
+        # Admission bounds (0: none), enforced by the insert itself.
+        self.max_pending = max_pending
+        self.max_pending_per_owner = max_pending_per_owner
         self._new_jobs: list[_NewJob] = []
         self._inserter: asyncio.Task[None] | None = None
 
@@ -93,7 +115,8 @@ class ReportStore:
         owner: str | None = None,
     ) -> UUID | None:
         """The new job's id once its rows are committed; None when `idempotency_key` was
-        already used (by this owner). Concurrent calls share one INSERT (`_insert_jobs`)."""
+        already used (by this owner); `AdmissionRefused` when there is no room for it.
+        Concurrent calls share one INSERT (`_insert_jobs`)."""
         new = _NewJob(
             id=uuid4(),
             topic=topic,
@@ -116,23 +139,23 @@ class ReportStore:
             while self._new_jobs:
                 batch, self._new_jobs = self._new_jobs, []
                 try:
-                    inserted = await self._insert(batch)
+                    outcomes = await self._insert(batch)
                 except DATABASE_UNAVAILABLE as exc:
                     _fail(batch, exc)
                     continue
                 except Exception:
                     # Not an outage: some row is unacceptable. Insert one by one, so one bad
                     # request cannot fail the others that happened to share its batch.
-                    inserted = set()
+                    outcomes = {}
                     for job in batch:
                         try:
-                            inserted |= await self._insert([job])
+                            outcomes |= await self._insert([job])
                         except Exception as exc:
                             _fail([job], exc)
                 for job in batch:
                     if not job.inserted.done():
-                        job.inserted.set_result(job.id if job.id in inserted else None)
-                if inserted:
+                        self._answer(job, outcomes.get(job.id))
+                if any(created for created, _ in outcomes.values()):
                     self.publisher.wake_workers()
         except BaseException as exc:
             _fail(batch + self._new_jobs, exc)
@@ -141,7 +164,17 @@ class ReportStore:
         finally:
             self._inserter = None
 
-    async def _insert(self, batch: list[_NewJob]) -> set[UUID]:
+    def _answer(self, job: _NewJob, outcome: tuple[bool, str | None] | None) -> None:
+        created, refused = outcome or (False, None)
+        if refused == "full":
+            job.inserted.set_exception(AdmissionRefused("full", self.max_pending))
+        elif refused == "owner_full":
+            job.inserted.set_exception(AdmissionRefused("owner_full", self.max_pending_per_owner))
+        else:
+            job.inserted.set_result(job.id if created else None)
+
+    async def _insert(self, batch: list[_NewJob]) -> dict[UUID, tuple[bool, str | None]]:
+        """Per job: whether it was created, and why not when it was refused for room."""
         rows = await self.pool.fetch(
             Q["create_jobs"],
             [j.id for j in batch],
@@ -151,8 +184,10 @@ class ReportStore:
             [j.idempotency_key for j in batch],
             [j.timeout for j in batch],
             [j.owner for j in batch],
+            self.max_pending,
+            self.max_pending_per_owner,
         )
-        return {r[0] for r in rows}
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     async def find_job_by_key(
         self, idempotency_key: str, owner: str | None = None
@@ -210,11 +245,10 @@ class ReportStore:
         """The job's status after the call; None: no such job (of `owner`)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["retire_owned_queued_steps"], job_id, owner)
-            status: str | None = await conn.fetchval(Q["cancel_job"], job_id, owner)
-        if status == JobStatus.CANCELLED:
+            row = await conn.fetchrow(Q["cancel_job"], job_id, owner)
+        if row is None:
+            return None
+        if row["now"]:
+            _JOBS_CANCELLED.inc()
             self.publisher.progress([job_id])
-        return None if status is None else JobStatus(status)
-
-    async def pending_jobs(self) -> int:
-        count: int = await self.pool.fetchval(Q["pending_jobs"])
-        return count
+        return JobStatus(row["status"])

@@ -4,22 +4,51 @@
 
 -- name: create_jobs
 -- $1 ids, $2 topics, $3 models, $4 options (jsonb), $5 idempotency keys (or NULL),
--- $6 job timeouts (s), $7 owners (the API token's id, or NULL). One row per POST, each
--- with its outline step; the API inserts the requests that arrive while the previous
--- insert is under way together (group commit: one round trip and one WAL flush for the
--- lot, and each request is answered only once its rows are committed). A job whose
--- idempotency key its owner already used (also earlier in the same batch) is not
--- inserted, and its id is missing from the result (see find_job_by_key). Idle workers are
--- woken by `wake_workers` after this commits, not from inside it: a NOTIFY in every
--- insert serialises all commits on PostgreSQL's notification queue lock.
-WITH created AS (
-    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner)
-    SELECT r.id, r.topic, r.model, r.options, r.idempotency_key,
-           now() + make_interval(secs => r.timeout), r.owner
+-- $6 job timeouts (s), $7 owners (the API token's id, or NULL), $8 the most jobs pending in
+-- all (MAX_PENDING_JOBS; 0: no bound), $9 the most pending per owner with a token
+-- (MAX_PENDING_JOBS_PER_OWNER; 0: no bound).
+--
+-- One row per POST, each with its outline step; the API inserts the requests that arrive
+-- while the previous insert is under way together (group commit: one round trip and one
+-- WAL flush for the lot, and each request is answered only once its rows are committed).
+-- Returns, for every request, whether its job was created, and if not, whether it was
+-- refused for room (`refused`) — otherwise its owner had already used its idempotency key
+-- (also earlier in the same batch; see find_job_by_key). Idle workers are woken by
+-- `wake_workers` after this commits, not from inside it: a NOTIFY in every insert
+-- serialises all commits on PostgreSQL's notification queue lock.
+WITH requested AS (
+    SELECT r.*, row_number() OVER (ORDER BY r.ord) AS nth,
+           row_number() OVER (PARTITION BY r.owner ORDER BY r.ord) AS nth_of_owner
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[],
                 $7::text[])
          WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, owner, ord)
-    ORDER BY r.ord
+),
+-- Admission, decided when the rows go in: reportsvc_admit (migration 0005) grants room
+-- one decision at a time across API processes, so requests in flight cannot all squeeze
+-- past the bound; NULL: no bound.
+room AS (
+    SELECT CASE WHEN $8 > 0
+                THEN reportsvc_admit('*', $8, (SELECT count(*)::int FROM requested)) END AS n
+),
+owners AS (
+    SELECT o.owner, reportsvc_admit(o.owner, $9, o.wanted) AS n
+    FROM (SELECT owner, count(*)::int AS wanted FROM requested
+          WHERE owner IS NOT NULL GROUP BY owner) o
+    WHERE $9 > 0
+),
+judged AS (
+    SELECT r.*,
+           CASE WHEN r.nth > room.n THEN 'full'
+                WHEN r.nth_of_owner > o.n THEN 'owner_full' END AS refused
+    FROM requested r CROSS JOIN room LEFT JOIN owners o ON o.owner = r.owner
+),
+created AS (
+    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner)
+    SELECT j.id, j.topic, j.model, j.options, j.idempotency_key,
+           now() + make_interval(secs => j.timeout), j.owner
+    FROM judged j
+    WHERE j.refused IS NULL
+    ORDER BY j.ord
     ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
     RETURNING id
@@ -29,7 +58,8 @@ outlines AS (
     INSERT INTO steps (job_id, kind, priority)
     SELECT id, 'outline', 1 FROM created
 )
-SELECT id FROM created;
+SELECT j.id, c.id IS NOT NULL AS created, j.refused
+FROM judged j LEFT JOIN created c ON c.id = j.id;
 
 
 -- name: find_job_by_key
@@ -100,19 +130,14 @@ WHERE s.job_id = $1 AND s.status = 'queued'
 
 -- name: cancel_job
 -- $1 job id, $2 owner (NULL: any). Step 2, in the same transaction. Returns the job's
--- status after the call; no row: no such job.
+-- status after the call, and whether this call cancelled it; no row: no such job.
 WITH cancelled AS (
     UPDATE jobs
     SET status = 'cancelled', finished_at = now()
     WHERE id = $1 AND status IN ({active_jobs}) AND ($2::text IS NULL OR owner = $2)
     RETURNING id, status
 )
-SELECT status FROM cancelled
+SELECT status, true AS now FROM cancelled
 UNION ALL
-SELECT status FROM jobs
+SELECT status, false FROM jobs
 WHERE id = $1 AND ($2::text IS NULL OR owner = $2) AND NOT EXISTS (SELECT 1 FROM cancelled);
-
-
--- name: pending_jobs
--- Jobs waiting or being written (admission control), counted on jobs_deadline_idx.
-SELECT count(*) FROM jobs WHERE status IN ({active_jobs});

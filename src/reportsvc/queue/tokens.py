@@ -21,8 +21,11 @@ class TokenStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def active_token_hashes(self) -> list[str]:
-        return [r[0] for r in await self.pool.fetch(Q["active_token_hashes"])]
+    async def token_state(self) -> tuple[frozenset[str], bool]:
+        """The hashes of the active tokens, and whether any token was ever stored."""
+        row = await self.pool.fetchrow(Q["token_state"])
+        assert row is not None
+        return frozenset(row["active"]), row["ever"]
 
     async def add_token(self, name: str, hashed: str) -> bool:
         """False: the name is taken."""

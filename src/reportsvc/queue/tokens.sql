@@ -1,8 +1,12 @@
 -- API tokens, stored as sha256 hashes. Only `reportsvc.queue.tokens` runs these.
 
 
--- name: active_token_hashes
-SELECT token_hash FROM api_tokens WHERE revoked_at IS NULL;
+-- name: token_state
+-- The hashes of the active tokens, and whether any token was ever stored (revoked ones
+-- included): an API that was locked once stays locked.
+SELECT coalesce(array_agg(token_hash) FILTER (WHERE revoked_at IS NULL), '{}') AS active,
+       count(*) > 0 AS ever
+FROM api_tokens;
 
 
 -- name: add_token

@@ -10,6 +10,7 @@ import time
 
 import structlog
 
+from reportsvc.metrics import JOBS_FINISHED
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.steps import StepQueue
 from reportsvc.worker.config import WorkerConfig
@@ -64,7 +65,12 @@ class Maintenance:
             self._work_hint.set()
         for job_id in rescue.failed_jobs:
             log.warning("job failed: steps kept losing their worker", job_id=str(job_id))
+        if rescue.failed_jobs:
+            JOBS_FINISHED.labels("failed").inc(len(rescue.failed_jobs))
 
     async def fail_overdue(self) -> None:
-        for job_id in await self._queue.fail_overdue_jobs(self._config.job_timeout_seconds):
+        overdue = await self._queue.fail_overdue_jobs(self._config.job_timeout_seconds)
+        for job_id in overdue:
             log.warning("job failed: past its deadline", job_id=str(job_id))
+        if overdue:
+            JOBS_FINISHED.labels("failed").inc(len(overdue))

@@ -10,7 +10,7 @@ import structlog
 
 from reportsvc.backoff import Backoff
 from reportsvc.domain import StepKind
-from reportsvc.metrics import STEPS_FINISHED
+from reportsvc.metrics import JOBS_FINISHED, STEPS_FINISHED
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
 from reportsvc.queue.steps import StepQueue
 from reportsvc.worker.executor import step_ids
@@ -27,6 +27,9 @@ _STEPS_FINISHED = {
     for kind in StepKind
     for name in _OUTCOME_NAMES.values()
 }
+
+_JOBS_COMPLETED = JOBS_FINISHED.labels("completed")
+_JOBS_FAILED = JOBS_FINISHED.labels("failed")
 
 
 class ResultWriter:
@@ -107,6 +110,10 @@ class ResultWriter:
             tally[key] = tally.get(key, 0) + 1
         for key, count in tally.items():
             _STEPS_FINISHED[key].inc(count)
+        if written.completed_jobs:
+            _JOBS_COMPLETED.inc(len(written.completed_jobs))
+        if written.failed_jobs:
+            _JOBS_FAILED.inc(len(written.failed_jobs))
         if written.lost:
             log.warning("results discarded: lease lost", count=written.lost)
         for job_id in written.completed_jobs:
