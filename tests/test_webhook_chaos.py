@@ -4,7 +4,9 @@ a delivery is a step, so it survives what every step survives."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,9 +80,12 @@ async def test_a_receiver_down_while_the_worker_is_killed_gets_its_delivery_late
     one_event_verified(receiver, job_id)
 
 
-def _throwaway_postgres(tmp_path: Path) -> EmbeddedPostgres:
+def _throwaway_postgres() -> EmbeddedPostgres:
+    """A PostgreSQL of this test's own, in a directory of its own (outside pytest's
+    shared temporary tree, which other test runs on the machine clean up)."""
     try:
-        server = EmbeddedPostgres(tmp_path / "pg", durable=False)
+        directory = Path(tempfile.mkdtemp(prefix="reportsvc-hook-pg-"))
+        server = EmbeddedPostgres(directory / "pg", durable=False)
         server.start()
     except Exception as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"cannot run a throwaway PostgreSQL here: {exc}")
@@ -92,7 +97,7 @@ async def test_postgres_restarting_during_a_delivery_loses_nothing(
 ) -> None:
     """The database goes away while the receiver is answering: the worker keeps the
     result and writes it once the database is back."""
-    server = _throwaway_postgres(tmp_path)
+    server = _throwaway_postgres()
     try:
         admin = await asyncpg.connect(server.url)
         await admin.execute("CREATE DATABASE reports")
@@ -122,3 +127,4 @@ async def test_postgres_restarting_during_a_delivery_loses_nothing(
         one_event_verified(receiver, job_id)
     finally:
         server.destroy()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
