@@ -234,6 +234,7 @@ async def test_failed_and_cancelled_reports_are_delivered_too(
     stores: Stores,
     hook_settings: Settings,
     fake_llm: FakeLLMThread,
+    pool: asyncpg.Pool,
 ) -> None:
     with receiving([SECRET]) as receiver:
         # The model refuses the key: the job fails at once.
@@ -254,6 +255,11 @@ async def test_failed_and_cancelled_reports_are_delivered_too(
     assert events["/cancelled"]["data"]["status"] == "cancelled"
     assert cancelled_job["webhook"]["status"] == "delivered"
     assert all(r.verified_by == (0,) for r in receiver.received)
+    # The failed outline step keeps the model service's answer, for operators.
+    status_code = await pool.fetchval(
+        "SELECT last_status_code FROM steps WHERE job_id = $1 AND kind = 'outline'", failed
+    )
+    assert status_code == 401
 
 
 async def test_every_secret_signs_so_receivers_can_rotate(
