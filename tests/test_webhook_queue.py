@@ -13,6 +13,7 @@ import pytest
 from reportsvc.domain import JobOptions, JobStatus, Step, StepKind, StepResult, StepStatus
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
 from tests.helpers import Stores, submit
+from tests.test_cli import reportsvc
 from tests.test_queue import LEASE, claim, outline_done
 
 URL = "https://receiver.example/hooks"
@@ -317,3 +318,12 @@ async def test_one_event_per_ending_even_when_endings_race(
     assert len(events) == 1
     status = await pool.fetchval("SELECT status FROM jobs WHERE id = $1", job_id)
     assert events[0][1] == f"report.{status}"
+
+
+async def test_cancelling_from_the_command_line_queues_a_cancelled_event(
+    database_url: str, stores: Stores, pool: asyncpg.Pool
+) -> None:
+    job_id = await submit_with_webhook(stores)
+    code, out = await reportsvc(database_url, "cancel", str(job_id))
+    assert code == 0, out
+    assert await deliveries(pool, job_id) == [(0, "report.cancelled", "queued")]
