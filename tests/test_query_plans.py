@@ -78,7 +78,7 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
         # In claim order: no sort on top of the index scan.
         assert not [n for n in nodes if n["Node Type"] == "Sort"], nodes
 
-        nodes = await explain(conn, "rescue_steps", 5, "lost")
+        nodes = await explain(conn, "rescue_steps", 5, "lost", 40)
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
 
 

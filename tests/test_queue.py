@@ -202,7 +202,7 @@ async def test_expired_leases_are_rescued_and_fenced(stores: Stores) -> None:
     [lost] = (await stores.queue.claim("dead-worker", 1, 0.01)).steps
     assert lost.kind is StepKind.SECTION
     await asyncio.sleep(0.05)
-    rescue = await stores.queue.rescue(max_attempts=5)
+    rescue = await stores.queue.rescue(max_attempts=5, webhook_max_attempts=5)
     assert rescue.requeued == 1
     [again] = await claim(stores, "w2")
     assert again.id == lost.id
@@ -219,7 +219,7 @@ async def test_rescue_fails_a_step_that_used_every_attempt(stores: Stores) -> No
     for _ in range(2):
         await stores.queue.claim("crashy", 2, 0.01)
         await asyncio.sleep(0.03)
-        await stores.queue.rescue(max_attempts=2)
+        await stores.queue.rescue(max_attempts=2, webhook_max_attempts=2)
     job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.status is JobStatus.FAILED
@@ -231,7 +231,8 @@ async def test_rescue_handles_outline_steps_the_same_way(stores: Stores) -> None
     job_id = await submit(stores)
     await stores.queue.claim("crashy", 1, 0.01)
     await asyncio.sleep(0.03)
-    assert (await stores.queue.rescue(max_attempts=1)).failed_jobs == [job_id]
+    rescue = await stores.queue.rescue(max_attempts=1, webhook_max_attempts=1)
+    assert rescue.failed_jobs == [job_id]
     job = await stores.reports.get_job(job_id)
     assert job is not None
     assert job.error == (

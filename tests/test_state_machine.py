@@ -163,7 +163,7 @@ class QueueMachine(RuleBasedStateMachine):
         )
         self.stale += [(worker, step) for step in self.held[worker].values()]
         self.held[worker] = {}
-        self.run(self.stores.queue.rescue(MAX_ATTEMPTS))
+        self.run(self.stores.queue.rescue(MAX_ATTEMPTS, webhook_max_attempts=MAX_ATTEMPTS))
 
     @rule(data=st.data())
     def late_write_from_a_lost_lease(self, data: st.DataObject) -> None:

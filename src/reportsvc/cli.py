@@ -247,6 +247,38 @@ def cancel(job_id: str) -> None:
 
 
 @main.group()
+def webhooks() -> None:
+    """Webhook deliveries (a job created with a webhookUrl)."""
+
+
+@webhooks.command("retry")
+@click.argument("job_id")
+def webhooks_retry(job_id: str) -> None:
+    """Re-send a job's webhook deliveries that gave up.
+
+    Each goes back to the queue with fresh attempts and a new retry window, as the same
+    event: the same webhook-id and body, so a receiver that did process it can tell.
+    """
+    parsed = _job_id(job_id)
+    settings = _settings()
+
+    async def work(stores: _Stores) -> None:
+        outcome = await stores.operations.retry_webhooks(parsed)
+        if outcome is None:
+            raise click.ClickException(f"no job {job_id}")
+        if outcome.webhook_url is None:
+            raise click.ClickException(f"job {job_id} has no webhook URL")
+        if not outcome.retried:
+            states = ", ".join(f"{d.event} {d.status}" for d in outcome.deliveries)
+            raise click.ClickException(
+                f"job {job_id} has no delivery that gave up ({states or 'none yet'})"
+            )
+        click.echo(f"job {job_id}: {outcome.retried} delivery(ies) queued again")
+
+    _on_store(settings, work)
+
+
+@main.group()
 def token() -> None:
     """Manage API tokens (stored hashed in the database).
 

@@ -27,7 +27,8 @@ from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.llm.fake import FakeLLM, serve
-from reportsvc.runtime import build_worker, report_pipeline, worker_config
+from reportsvc.queue.notifications import Publisher
+from reportsvc.runtime import build_worker, report_pipeline, webhook_sender, worker_config
 from reportsvc.settings import Settings
 
 log = structlog.get_logger("reportsvc.dev")
@@ -92,7 +93,10 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
     )
     pool = await create_pool(settings.require_database_url(), application_name="reportsvc-worker")
     model = OpenAIChatModel(create_openai_client(settings))
-    worker = build_worker(pool, report_pipeline(settings, model), worker_config(settings))
+    publisher = Publisher(pool)
+    sender = webhook_sender(settings, pool, publisher)
+    runner = report_pipeline(settings, model, deliveries=sender)
+    worker = build_worker(pool, runner, worker_config(settings), publisher=publisher)
     api_task = asyncio.create_task(server.serve(), name="api")
     worker_task = asyncio.create_task(worker.run(), name="worker")
     log.info("reportsvc is running", api=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs")
@@ -107,6 +111,7 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
         worker.stop()
         await asyncio.gather(api_task, worker_task, return_exceptions=True)
         await model.close()
+        await sender.close()
         await pool.close()
         if stand_in is not None:
             await stand_in.cleanup()

@@ -2,8 +2,10 @@
 
 A job (one report) is written in steps, every one a row of one queue table with a kind:
 one `outline` step, then one `section` step per outline title, then, when asked for, a
-`summary` step. The queue hands out `Step`s; a `StepRunner` turns each into a
-`StepResult`. Nothing here knows about SQL or HTTP.
+`summary` step. A job with a webhook URL gets one `webhook` step per ending (completed,
+failed, cancelled): its delivery, claimed, leased and retried like any other step. The
+queue hands out `Step`s; a `StepRunner` turns each into a `StepResult`. Nothing here
+knows about SQL or HTTP.
 
 Statuses are defined once, here. The schema's CHECK constraints and the queue's SQL are
 generated from these enums (`reportsvc.db.schema`, `reportsvc.queue.sql`).
@@ -11,6 +13,7 @@ generated from these enums (`reportsvc.db.schema`, `reportsvc.queue.sql`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal, Protocol
 from uuid import UUID
@@ -40,6 +43,9 @@ class StepKind(StrEnum):
     OUTLINE = "outline"
     SECTION = "section"
     SUMMARY = "summary"
+    # The delivery of a finished job's webhook event. It runs after its job has ended, so
+    # the job's end does not retire it, and its failing does not fail the job.
+    WEBHOOK = "webhook"
 
 
 # Every set of statuses is spelled once, here.
@@ -83,6 +89,22 @@ class Usage(msgspec.Struct, frozen=True):
         )
 
 
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """What a webhook step needs besides the job: where to, and what was sent before."""
+
+    url: str
+    # The event type, e.g. `report.completed`.
+    event: str
+    # When the job ended (the step was created with the job's final state): the event's
+    # time in the body, the same on every attempt.
+    occurred_at: datetime
+    # When the first attempt was made (the retry window is measured from it).
+    first_attempt_at: datetime
+    # The body as first sent: every retry sends exactly these bytes. None before the first
+    # attempt has taken its snapshot of the job.
+    body: str | None = None
+
+
 class Step(msgspec.Struct, frozen=True, kw_only=True):
     """One claimed step, with everything needed to run it (no further query)."""
 
@@ -101,6 +123,8 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     outline: list[str] = msgspec.field(default_factory=list)
     # The summary step only: the finished sections, title -> text.
     written: dict[str, str] = msgspec.field(default_factory=dict)
+    # A webhook step only.
+    delivery: Delivery | None = None
 
 
 class StepResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,6 +135,9 @@ class StepResult(msgspec.Struct, frozen=True, kw_only=True):
     # Why the model stopped: 'length' means the text was cut at max_tokens.
     finish_reason: str = "stop"
     usage: Usage = Usage()
+    # The HTTP status the step's call was answered with, when it is worth keeping (a
+    # webhook receiver's answer).
+    status_code: int | None = None
 
 
 class StepRunner(Protocol):

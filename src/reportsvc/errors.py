@@ -33,6 +33,9 @@ class StepError(ReportSvcError):
     malformed answer) or cannot (a rejected API key, an unknown model). `status` is the
     model service's HTTP status when it answered with an error; `prompt_tokens` and
     `completion_tokens` what a call that did answer (with something unusable) consumed.
+    `retry_in`, when given, is when the runner wants the next attempt (seconds): it keeps
+    its own schedule and attempt limit (a webhook's), instead of the worker's. For a
+    webhook delivery, `status` is the receiver's answer.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class StepError(ReportSvcError):
         detail: str | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        retry_in: float | None = None,
     ) -> None:
         super().__init__(message)
         self.detail = detail
@@ -56,6 +60,7 @@ class StepError(ReportSvcError):
         self.detail = None if detail is None else shorten(detail, DETAIL_LIMIT)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.retry_in = retry_in
 
 
 def shorten(text: str, limit: int) -> str:

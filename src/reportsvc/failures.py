@@ -64,3 +64,32 @@ def last_error(text: str) -> str:
     """`text` cut to what the `last_error` column keeps."""
     text = " ".join(text.split())
     return text if len(text) <= LAST_ERROR_LENGTH else text[: LAST_ERROR_LENGTH - 1] + "…"
+
+
+# --- webhook deliveries: `lastError` in GET /reports/{id}, for the job's owner ------------
+
+
+def webhook_answered(status: int) -> str:
+    return f"the receiver answered {status}; only a 2xx counts as delivered"
+
+
+WEBHOOK_GONE: Final = "the receiver answered 410 Gone: it wants no more deliveries"
+WEBHOOK_REFUSED_ADDRESS: Final = (
+    "the receiver's host resolves to a loopback, private, link-local or cloud-metadata "
+    "address, which webhooks are not sent to"
+)
+WEBHOOK_UNSIGNED: Final = "this worker has no WEBHOOK_SECRET to sign deliveries with"
+WEBHOOK_JOB_GONE: Final = "the job was deleted before its webhook could be sent"
+
+
+def webhook_timed_out(seconds: float) -> str:
+    return f"the receiver did not answer within {seconds:g} s"
+
+
+def webhook_unreachable(why: str) -> str:
+    return f"could not reach the receiver: {why}"
+
+
+def webhook_gave_up(reason: str, attempts: int) -> str:
+    tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+    return f"{reason}; gave up after {tries}"

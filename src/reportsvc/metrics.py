@@ -53,3 +53,10 @@ MODEL_CALL_ERRORS: Final = Counter(
 MODEL_TOKENS: Final = Counter(
     "reportsvc_model_tokens", "Tokens used, as the model service reported them.", ["model", "type"]
 )
+WEBHOOK_DELIVERIES: Final = Counter(
+    "reportsvc_webhook_deliveries",
+    "Webhook delivery attempts this worker made, by outcome: delivered (the receiver "
+    "answered 2xx), retrying (it failed; another attempt is scheduled), failed (given up: "
+    "410 Gone, a refused address, or the retry window ran out).",
+    ["outcome"],
+)

@@ -16,18 +16,25 @@ from reportsvc.pipeline.runner import ReportPipeline
 from reportsvc.process import dump_tasks, freeze_startup_objects
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
+from reportsvc.queue.reports import ReportStore
 from reportsvc.queue.steps import StepQueue
 from reportsvc.settings import Settings
+from reportsvc.webhooks.sender import WebhookConfig, WebhookSender
 from reportsvc.worker import DATABASE_ERRORS, Worker, WorkerConfig
 
 log = structlog.get_logger("reportsvc.runtime")
 
 
 def build_worker(
-    pool: asyncpg.Pool, runner: StepRunner, config: WorkerConfig, *, worker_id: str | None = None
+    pool: asyncpg.Pool,
+    runner: StepRunner,
+    config: WorkerConfig,
+    *,
+    worker_id: str | None = None,
+    publisher: Publisher | None = None,
 ) -> Worker:
     """A worker whose stores share `pool` and one notification publisher."""
-    publisher = Publisher(pool)
+    publisher = publisher or Publisher(pool)
     return Worker(
         StepQueue(pool, publisher),
         OperationsStore(pool, publisher),
@@ -44,6 +51,7 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         claim_batch_size=settings.claim_batch_size,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
+        webhook_max_attempts=settings.webhook_max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
         step_timeout_seconds=settings.step_timeout_seconds,
@@ -56,13 +64,38 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
     )
 
 
-def report_pipeline(settings: Settings, model: OpenAIChatModel) -> ReportPipeline:
+def report_pipeline(
+    settings: Settings, model: OpenAIChatModel, *, deliveries: StepRunner | None = None
+) -> ReportPipeline:
+    """The runner of every step: the report's own steps, and webhook steps handed to
+    `deliveries` (a `WebhookSender`)."""
     return ReportPipeline(
         model,
         max_title_length=settings.max_title_length,
         section_max_tokens=settings.section_max_tokens,
         outline_format=settings.outline_format,
         max_attempts=settings.max_attempts,
+        deliveries=deliveries,
+    )
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    return WebhookConfig(
+        secrets=[secret.get_secret_value() for secret in settings.webhook_secret],
+        allow_private_networks=settings.webhook_allow_private_networks,
+        timeout_seconds=settings.webhook_timeout_seconds,
+        retry_for_seconds=settings.webhook_retry_for_seconds,
+        retry_base_seconds=settings.webhook_retry_base_seconds,
+        retry_max_seconds=settings.webhook_retry_max_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        prices=settings.openai_prices,
+    )
+
+
+def webhook_sender(settings: Settings, pool: asyncpg.Pool, publisher: Publisher) -> WebhookSender:
+    """The sender of webhook deliveries, on the worker's pool; close it when done."""
+    return WebhookSender(
+        StepQueue(pool, publisher), ReportStore(pool, publisher), webhook_config(settings)
     )
 
 
@@ -77,7 +110,10 @@ async def run_worker(
         log.info("serving metrics", port=settings.worker_metrics_port)
     model = OpenAIChatModel(create_openai_client(settings))
     pool = await _connect(settings)
-    worker = build_worker(pool, runner or report_pipeline(settings, model), config)
+    publisher = Publisher(pool)
+    sender = webhook_sender(settings, pool, publisher)
+    runner = runner or report_pipeline(settings, model, deliveries=sender)
+    worker = build_worker(pool, runner, config, publisher=publisher)
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -96,6 +132,7 @@ async def run_worker(
     try:
         await worker.run()
     finally:
+        await sender.close()
         await pool.close()
         await model.close()
 

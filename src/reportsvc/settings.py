@@ -6,6 +6,8 @@ documents each one. A bad value stops the process with a message naming the vari
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +41,27 @@ def parse_duration(text: str) -> float:
     if seconds > MAX_DURATION_SECONDS:
         raise ValueError(f"{text!r} is longer than a century; give a shorter duration")
     return seconds
+
+
+# Standard Webhooks: a symmetric secret is random, at least 24 bytes, at most 64.
+_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix every secret starts with
+_SECRET_BYTES: Final = (24, 64)
+
+
+def check_webhook_secret(secret: str, number: int = 1) -> None:
+    """A `whsec_` secret as Standard Webhooks defines it; the error never shows it."""
+    if not secret.startswith(_SECRET_PREFIX):
+        raise ValueError(f"secret {number} does not start with {_SECRET_PREFIX}")
+    encoded = secret.removeprefix(_SECRET_PREFIX)
+    try:  # padding is often left out, and the signing library accepts that
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"secret {number} is not base64 after {_SECRET_PREFIX}") from None
+    low, high = _SECRET_BYTES
+    if not low <= len(raw) <= high:
+        raise ValueError(
+            f"secret {number} holds {len(raw)} bytes; Standard Webhooks asks for {low} to {high}"
+        )
 
 
 def normalize_database_url(url: str) -> str:
@@ -142,6 +165,21 @@ class Settings(BaseSettings):
     worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     worker_metrics_host: str = "127.0.0.1"
 
+    # --- webhooks ---------------------------------------------------------------------
+    # Signing secrets (`whsec_` + base64), space-separated: every delivery is signed with
+    # each, so receivers can move from one to the next without missing a delivery.
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Allow webhook URLs on loopback, private and link-local addresses (development, tests).
+    webhook_allow_private_networks: bool = False
+    # One delivery attempt, connection included.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # Failed deliveries are retried for this long after their first attempt ("3d").
+    webhook_retry_for: str = "3d"
+    webhook_retry_base_seconds: Annotated[float, Field(gt=0, le=86_400)] = 10.0
+    webhook_retry_max_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] = 21_600.0
+    # At most this many attempts per delivery; the retry window normally ends one first.
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 40
+
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -153,11 +191,25 @@ class Settings(BaseSettings):
             return None
         return normalize_database_url(value)
 
-    @field_validator("prune_after")
+    @field_validator("prune_after", "webhook_retry_for")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
             parse_duration(value)
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _space_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.split()
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, secret in enumerate(value, start=1):
+            check_webhook_secret(secret.get_secret_value(), number)
         return value
 
     @field_validator(
@@ -209,6 +261,10 @@ class Settings(BaseSettings):
             )
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_BASE_SECONDS")
+        if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
+            raise ValueError(
+                "WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS"
+            )
         return self
 
     # --- derived values -----------------------------------------------------------------
@@ -220,6 +276,10 @@ class Settings(BaseSettings):
     @property
     def prune_after_seconds(self) -> float | None:
         return None if self.prune_after is None else parse_duration(self.prune_after)
+
+    @property
+    def webhook_retry_for_seconds(self) -> float:
+        return parse_duration(self.webhook_retry_for)
 
     @property
     def allowed_models(self) -> list[str]:

@@ -67,6 +67,20 @@ CREATE_RESPONSES: Final = {
         ("invalid_request", "request body: Object contains unknown field colour"),
         ("invalid_json", "the request body is not valid JSON (unexpected end of input)"),
         ("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters"),
+        (
+            "invalid_webhook_url",
+            (
+                "webhookUrl must reach a public address: its host resolves to a loopback, "
+                "private, link-local or cloud-metadata address"
+            ),
+        ),
+        (
+            "webhooks_disabled",
+            (
+                "webhookUrl cannot be used here: the service has no WEBHOOK_SECRET to sign "
+                "deliveries with"
+            ),
+        ),
     ),
     413: error(
         413,

@@ -11,6 +11,7 @@ from litestar.openapi.spec import Example
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_202_ACCEPTED
+from msgspec import UnsetType
 
 from reportsvc.api import docs
 from reportsvc.api.errors import ApiError
@@ -36,6 +37,7 @@ from reportsvc.api.validation import (
     strict_request,
 )
 from reportsvc.api.views import job_status, job_summary, markdown
+from reportsvc.api.webhooks import check_webhook_url
 from reportsvc.domain import JobOptions
 from reportsvc.domain import JobStatus as JobState
 from reportsvc.metrics import JOBS_CREATED
@@ -160,7 +162,10 @@ class ReportController(Controller):
         topic = clean_topic(data.topic, settings.max_topic_length)
         model, options = job_options(data, settings)
         check_idempotency_key(idempotency_key)
-        request_key = (topic, model, options)
+        webhook_url = None
+        if not isinstance(data.webhook_url, UnsetType):
+            webhook_url = await check_webhook_url(data.webhook_url, settings)
+        request_key = (topic, model, options, webhook_url)
         try:
             job_id = await store.create_job(
                 topic=topic,
@@ -169,6 +174,7 @@ class ReportController(Controller):
                 idempotency_key=idempotency_key,
                 timeout_seconds=settings.job_timeout_seconds,
                 owner=owner,
+                webhook_url=webhook_url,
             )
         except AdmissionRefused as refused:
             # A repeated request whose job exists gets it back, full queue or not.
@@ -190,7 +196,10 @@ class ReportController(Controller):
 
     @staticmethod
     async def _replay(
-        store: ReportStore, key: str, owner: str | None, request: tuple[str, str, JobOptions]
+        store: ReportStore,
+        key: str,
+        owner: str | None,
+        request: tuple[str, str, JobOptions, str | None],
     ) -> UUID:
         existing = await store.find_job_by_key(key, owner)
         if existing is None:  # pragma: no cover - the job was deleted between two statements

@@ -1,31 +1,52 @@
-"""Request and response bodies. JSON keys are camelCase; Python names stay snake_case."""
+"""Request and response bodies. JSON keys are camelCase; Python names stay snake_case.
+
+The job as GET shows it (`JobStatus` and its parts) is also the data of a webhook event,
+so it is defined in `reportsvc.job_view`, which the API and the webhook sender share.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from reportsvc.domain import Detail
-from reportsvc.domain import JobStatus as JobState
+from reportsvc.job_view import (
+    PUBLIC_STATUS,
+    CamelStruct,
+    JobStatus,
+    Options,
+    OutlineShortfall,
+    Progress,
+    PublicStatus,
+    Report,
+    TokenUsage,
+    WebhookStatus,
+)
 
-PublicStatus = Literal["processing", "completed", "failed", "cancelled"]
-
-# Internal job states, as an operator sees them in psql, folded into what clients see.
-PUBLIC_STATUS: dict[JobState, PublicStatus] = {
-    JobState.OUTLINING: "processing",
-    JobState.WRITING: "processing",
-    JobState.COMPLETED: "completed",
-    JobState.FAILED: "failed",
-    JobState.CANCELLED: "cancelled",
-}
-
-
-class CamelStruct(msgspec.Struct, rename="camel", omit_defaults=True):
-    """Base for every body: camelCase on the wire, unset fields left out."""
+__all__ = [
+    "PUBLIC_STATUS",
+    "CamelStruct",
+    "CancelResult",
+    "CreateReport",
+    "ErrorBody",
+    "Health",
+    "JobAccepted",
+    "JobList",
+    "JobStatus",
+    "JobSummary",
+    "Options",
+    "OutlineShortfall",
+    "Progress",
+    "PublicStatus",
+    "Readiness",
+    "Report",
+    "TokenUsage",
+    "WebhookStatus",
+]
 
 
 class CreateReport(CamelStruct, forbid_unknown_fields=True):
@@ -83,75 +104,26 @@ class CreateReport(CamelStruct, forbid_unknown_fields=True):
         ]
         | UnsetType
     ) = UNSET
+    webhook_url: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=2048,
+                description=(
+                    "An http or https URL to POST the job to when it completes, fails or is "
+                    "cancelled (signed per Standard Webhooks; see README). Hosts on loopback, "
+                    "private, link-local or cloud-metadata addresses are refused."
+                ),
+                examples=["https://example.com/hooks/reports"],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class JobAccepted(CamelStruct):
     job_id: Annotated[UUID, msgspec.Meta(description="Poll GET /reports/{jobId} with it.")]
-
-
-class Report(CamelStruct):
-    topic: str
-    outline: list[str]
-    sections: dict[str, str]
-    # With SUMMARY_PASS: a short summary written from the finished sections.
-    summary: str | UnsetType = UNSET
-
-
-class Options(CamelStruct):
-    """The options the job runs with (defaults filled in)."""
-
-    sections: int
-    detail: Detail
-    summary: bool
-    language: str | UnsetType = UNSET
-
-
-class TokenUsage(CamelStruct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class OutlineShortfall(CamelStruct):
-    """The outline has fewer sections than were asked for: the model kept proposing fewer
-    usable titles, and on the last attempt what there was had to do."""
-
-    asked: Annotated[int, msgspec.Meta(description="Sections asked for (options.sections).")]
-    outlined: Annotated[int, msgspec.Meta(description="Sections the outline has.")]
-
-
-Progress = Annotated[
-    float,
-    msgspec.Meta(
-        ge=0,
-        le=1,
-        description="Finished steps (the outline, then each section) over all steps.",
-    ),
-]
-
-
-class JobStatus(CamelStruct):
-    job_id: UUID
-    status: PublicStatus
-    progress: Progress | UnsetType = UNSET
-    report: Report | UnsetType = UNSET
-    error: str | UnsetType = UNSET
-    # While processing: the outline once written, and the sections finished so far.
-    outline: list[str] | UnsetType = UNSET
-    partial_sections: dict[str, str] | UnsetType = UNSET
-    # Sections the model stopped at max_tokens (SECTION_MAX_TOKENS, scaled by `detail`).
-    truncated_sections: list[str] | UnsetType = UNSET
-    # Present only when the report has fewer sections than asked for.
-    outline_shortfall: OutlineShortfall | UnsetType = UNSET
-    model: str | UnsetType = UNSET
-    options: Options | UnsetType = UNSET
-    usage: TokenUsage | UnsetType = UNSET
-    estimated_cost_usd: (
-        Annotated[float, msgspec.Meta(description="From OPENAI_PRICES; absent if unknown.")]
-        | UnsetType
-    ) = UNSET
-    created_at: datetime | UnsetType = UNSET
-    finished_at: datetime | UnsetType = UNSET
 
 
 class JobSummary(CamelStruct):

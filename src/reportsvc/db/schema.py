@@ -12,6 +12,11 @@ jobs.status      outlining -> writing -> completed
 steps.status     queued -> running -> done
                  running -> queued (retry, lease expiry, release on shutdown)
                  queued | running -> failed | cancelled
+
+A job with a `webhook_url` that reaches completed, failed or cancelled gets a `webhook`
+step in the same transaction, from the trigger `jobs_webhook_event` (migration 0006), so
+no path that ends a job can forget it: completion, a failed step, the rescuer, the
+deadline, cancellation by the API or the CLI, `reportsvc retry`.
 """
 
 from __future__ import annotations
@@ -93,6 +98,9 @@ jobs = Table(
     Column("idempotency_key", Text),
     # The API token that created the job (NULL when the API runs without tokens).
     Column("owner", Text),
+    # Where the job's webhook events are POSTed (NULL: none). Checked by the API (scheme,
+    # length, addresses); each ending queues a `webhook` step (trigger jobs_webhook_event).
+    Column("webhook_url", Text),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -141,12 +149,14 @@ steps = Table(
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("kind", Text, nullable=False),
-    # Sections: the index in the outline; the summary: the outline's length; the outline: 0.
+    # Sections: the index in the outline; the summary: the outline's length; the outline: 0;
+    # a webhook delivery: the job's events numbered from 0.
     Column("position", SmallInteger, nullable=False, server_default=text("0")),
     # Claim order: 0 for the steps of reports under way (sections, summaries), 1 for the
     # outlines of new reports, so that reports already started finish first.
     Column("priority", SmallInteger, nullable=False, server_default=text("0")),
-    # Sections: the outline title; the summary: 'Summary'; the outline: none.
+    # Sections: the outline title; the summary: 'Summary'; the outline: none; a webhook
+    # delivery: its event type ('report.completed', 'report.failed', 'report.cancelled').
     Column("title", Text),
     Column("status", Text, nullable=False, server_default=text(f"'{StepStatus.QUEUED.value}'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -155,9 +165,13 @@ steps = Table(
     Column("lease_expires_at", DateTime(timezone=True)),
     # What went wrong on the latest failed attempt, in detail (operators only).
     Column("last_error", Text),
+    # The HTTP status the latest attempt was answered with, when worth keeping: a webhook
+    # receiver's answer, a model service's error.
+    Column("last_status_code", SmallInteger),
     # The worker that took the latest attempt; kept after the lease ends, for operators.
     Column("claimed_by", Text),
-    # A section's or summary's text (the outline's titles go to jobs.outline).
+    # A section's or summary's text (the outline's titles go to jobs.outline); a webhook
+    # delivery's body, stored by its first attempt and sent unchanged by every retry.
     Column("content", Text),
     # Tokens over all attempts, and why the model stopped ('length': truncated).
     Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),

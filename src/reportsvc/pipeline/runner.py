@@ -1,9 +1,10 @@
 """The report pipeline as a `StepRunner`: what a worker runs for each claimed step. The one
-place where the kind of a step decides what is done."""
+place where the kind of a step decides what is done (a webhook delivery is handed to the
+runner given as `deliveries`, which the worker's wiring provides)."""
 
 from __future__ import annotations
 
-from reportsvc.domain import Step, StepKind, StepResult
+from reportsvc.domain import Step, StepKind, StepResult, StepRunner
 from reportsvc.pipeline.model import ChatModel
 from reportsvc.pipeline.outline import OutlineSetting, OutlineWriter
 from reportsvc.pipeline.section import write_section
@@ -18,8 +19,10 @@ class ReportPipeline:
         section_max_tokens: int,
         outline_format: OutlineSetting = "auto",
         max_attempts: int = 5,
+        deliveries: StepRunner | None = None,
     ) -> None:
         self._model = model
+        self._deliveries = deliveries
         self._section_max_tokens = section_max_tokens
         self.outlines = OutlineWriter(
             model, fmt=outline_format, max_title_length=max_title_length, max_attempts=max_attempts
@@ -31,6 +34,10 @@ class ReportPipeline:
                 return await self.outline(step)
             case StepKind.SECTION | StepKind.SUMMARY:
                 return await self.section(step)
+            case StepKind.WEBHOOK:
+                if self._deliveries is None:
+                    raise RuntimeError("this worker was built without a webhook sender")
+                return await self._deliveries.run(step)
 
     async def outline(self, step: Step) -> StepResult:
         return await self.outlines.write(step)

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from reportsvc.domain import ACTIVE_JOB_STATUSES, JobStatus, StepKind
+from reportsvc.domain import ACTIVE_JOB_STATUSES, JobStatus, StepKind, StepStatus
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
 
@@ -21,6 +21,22 @@ class Retry(NamedTuple):
     status: JobStatus
     # Steps put back in the queue.
     steps: int
+
+
+class WebhookDelivery(NamedTuple):
+    event: str
+    status: StepStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+
+
+class WebhookRetry(NamedTuple):
+    # Deliveries that had given up and are queued again.
+    retried: int
+    webhook_url: str | None
+    # Every delivery of the job after the call, newest first.
+    deliveries: list[WebhookDelivery]
 
 
 class StepStats(msgspec.Struct, frozen=True):
@@ -76,6 +92,26 @@ class OperationsStore:
         self.publisher.wake_workers()
         self.publisher.progress([job_id])
         return Retry(retried=True, status=JobStatus(status), steps=len(requeued))
+
+    async def retry_webhooks(self, job_id: UUID) -> WebhookRetry | None:
+        """Re-send the job's webhook deliveries that gave up: fresh attempts, a new retry
+        window, the same event (webhook-id and body). None: no such job."""
+        retried: int = await self.pool.fetchval(Q["retry_webhooks"], job_id)
+        rows = await self.pool.fetch(Q["webhook_deliveries"], job_id)
+        if not rows:
+            return None
+        deliveries = [
+            WebhookDelivery(
+                event=r["title"],
+                status=StepStatus(r["status"]),
+                attempts=r["attempts"],
+                last_status_code=r["last_status_code"],
+                last_error=r["last_error"],
+            )
+            for r in rows
+            if r["status"] is not None
+        ]
+        return WebhookRetry(retried, rows[0]["webhook_url"], deliveries)
 
     async def schema_revision(self) -> str | None:
         """The migration the database is at (None: not migrated)."""

@@ -30,11 +30,16 @@ SELECT version_num FROM alembic_version;
 
 -- name: prune_jobs
 -- $1 age (s), $2 batch size. Deletes up to $2 finished jobs older than $1, oldest first;
--- their steps go with them (ON DELETE CASCADE). Run in batches to keep each short.
+-- their steps go with them (ON DELETE CASCADE). Run in batches to keep each short. A job
+-- whose webhook delivery is still waiting or under way is kept until it ends (a retry
+-- schedule can outlast PRUNE_AFTER).
 WITH doomed AS (
-    SELECT id FROM jobs
+    SELECT id FROM jobs j
     WHERE status IN ({finished_jobs})
       AND finished_at < now() - make_interval(secs => $1)
+      AND NOT EXISTS (SELECT 1 FROM steps s
+                      WHERE s.job_id = j.id AND s.kind = 'webhook'
+                        AND s.status IN ('queued', 'running'))
     ORDER BY finished_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -46,11 +51,13 @@ DELETE FROM jobs j USING doomed d WHERE j.id = d.id;
 -- $1 job id. Step 1 of `reportsvc retry`: a failed or cancelled job's failed and cancelled
 -- steps go back to the queue with fresh attempts (steps locked first). So does an outline
 -- step that finished after its job had already ended (its outline was never taken).
+-- Webhook deliveries are not the job's work: `reportsvc webhooks retry` re-sends them.
 UPDATE steps s
 SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL,
-    finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+    last_status_code = NULL, finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL
 FROM jobs j
 WHERE s.job_id = $1 AND j.id = s.job_id AND j.status IN ({retryable_jobs})
+  AND s.kind <> 'webhook'
   AND (s.status IN ('failed', 'cancelled')
        OR (s.kind = 'outline' AND s.status = 'done' AND j.outline IS NULL))
 RETURNING s.id, s.kind;
@@ -82,3 +89,28 @@ WHERE scope = '*' OR scope = (SELECT owner FROM jobs WHERE id = $1);
 -- name: job_status
 -- $1 job id.
 SELECT status FROM jobs WHERE id = $1;
+
+
+-- name: retry_webhooks
+-- $1 job id. `reportsvc webhooks retry`: the job's deliveries that gave up go back to the
+-- queue with fresh attempts and a new retry window (started_at is the first attempt's
+-- time). Each keeps its event: the same webhook-id, and the body its first attempt stored.
+WITH retried AS (
+    UPDATE steps
+    SET status = 'queued', attempts = 0, run_after = now(), started_at = NULL,
+        finished_at = NULL, last_error = NULL, last_status_code = NULL,
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE job_id = $1 AND kind = 'webhook' AND status = 'failed'
+    RETURNING id
+)
+SELECT count(*) AS retried,
+       CASE WHEN count(*) > 0 THEN pg_notify('reportsvc_work', 'steps') END AS notified
+FROM retried;
+
+
+-- name: webhook_deliveries
+-- $1 job id. The job's webhook URL and its deliveries, newest first (no rows: no job).
+SELECT j.webhook_url, s.title, s.status, s.attempts, s.last_status_code, s.last_error
+FROM jobs j LEFT JOIN steps s ON s.job_id = j.id AND s.kind = 'webhook'
+WHERE j.id = $1
+ORDER BY s.position DESC;

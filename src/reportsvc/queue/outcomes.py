@@ -25,6 +25,8 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True):
     retry_in: float | None = None
     # What a call that answered with something unusable consumed.
     usage: Usage = Usage()
+    # The HTTP status the call was answered with, when it is worth keeping.
+    status_code: int | None = None
 
 
 class Released(msgspec.Struct, frozen=True):

@@ -12,13 +12,24 @@ import asyncpg
 import msgspec
 
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.domain import JobOptions, JobStatus
+from reportsvc.domain import JobOptions, JobStatus, StepStatus
 from reportsvc.metrics import JOBS_FINISHED
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
 
 Q: Final = load_queries("reports.sql")
 _JOBS_CANCELLED: Final = JOBS_FINISHED.labels("cancelled")
+
+
+class WebhookRow(msgspec.Struct, frozen=True):
+    """The latest delivery of a job's webhook events."""
+
+    status: StepStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    # When the next attempt is due (while queued).
+    run_after: datetime
 
 
 class JobRow(msgspec.Struct, frozen=True):
@@ -40,6 +51,9 @@ class JobRow(msgspec.Struct, frozen=True):
     truncated: list[str] = msgspec.field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    webhook_url: str | None = None
+    # None until the job's first ending queues a delivery.
+    webhook: WebhookRow | None = None
 
 
 class JobListRow(msgspec.Struct, frozen=True):
@@ -70,6 +84,7 @@ class _NewJob(NamedTuple):
     idempotency_key: str | None
     timeout: float
     owner: str | None
+    webhook_url: str | None
     inserted: asyncio.Future[UUID | None]
 
 
@@ -85,6 +100,18 @@ def _fail(jobs: list[_NewJob], exc: BaseException) -> None:
 
 def _options(value: object) -> JobOptions:
     return msgspec.convert(value, JobOptions)
+
+
+def _webhook(row: asyncpg.Record) -> WebhookRow | None:
+    if row["webhook_status"] is None:
+        return None
+    return WebhookRow(
+        status=StepStatus(row["webhook_status"]),
+        attempts=row["webhook_attempts"],
+        last_status_code=row["webhook_status_code"],
+        last_error=row["webhook_error"],
+        run_after=row["webhook_run_after"],
+    )
 
 
 class ReportStore:
@@ -113,6 +140,7 @@ class ReportStore:
         idempotency_key: str | None,
         timeout_seconds: float,
         owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> UUID | None:
         """The new job's id once its rows are committed; None when `idempotency_key` was
         already used (by this owner); `AdmissionRefused` when there is no room for it.
@@ -125,6 +153,7 @@ class ReportStore:
             idempotency_key=idempotency_key,
             timeout=timeout_seconds,
             owner=owner,
+            webhook_url=webhook_url,
             inserted=asyncio.get_running_loop().create_future(),
         )
         self._new_jobs.append(new)
@@ -186,16 +215,24 @@ class ReportStore:
             [j.owner for j in batch],
             self.max_pending,
             self.max_pending_per_owner,
+            [j.webhook_url for j in batch],
         )
         return {r[0]: (r[1], r[2]) for r in rows}
 
     async def find_job_by_key(
         self, idempotency_key: str, owner: str | None = None
-    ) -> tuple[UUID, str, str, JobOptions] | None:
+    ) -> tuple[UUID, str, str, JobOptions, str | None] | None:
+        """The job created with this key: id, topic, model, options and webhook URL."""
         row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key, owner)
         if row is None:
             return None
-        return row["id"], row["topic"], row["model"], _options(row["options"])
+        return (
+            row["id"],
+            row["topic"],
+            row["model"],
+            _options(row["options"]),
+            row["webhook_url"],
+        )
 
     async def get_job(self, job_id: UUID, owner: str | None = None) -> JobRow | None:
         """The job, if it exists and (when `owner` is given) belongs to `owner`."""
@@ -221,6 +258,8 @@ class ReportStore:
             truncated=row["truncated"] or [],
             prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"],
+            webhook_url=row["webhook_url"],
+            webhook=_webhook(row),
         )
 
     async def list_jobs(

@@ -6,7 +6,7 @@
 -- $1 ids, $2 topics, $3 models, $4 options (jsonb), $5 idempotency keys (or NULL),
 -- $6 job timeouts (s), $7 owners (the API token's id, or NULL), $8 the most jobs pending in
 -- all (MAX_PENDING_JOBS; 0: no bound), $9 the most pending per owner with a token
--- (MAX_PENDING_JOBS_PER_OWNER; 0: no bound).
+-- (MAX_PENDING_JOBS_PER_OWNER; 0: no bound), $10 webhook URLs (or NULL).
 --
 -- One row per POST, each with its outline step; the API inserts the requests that arrive
 -- while the previous insert is under way together (group commit: one round trip and one
@@ -20,8 +20,9 @@ WITH requested AS (
     SELECT r.*, row_number() OVER (ORDER BY r.ord) AS nth,
            row_number() OVER (PARTITION BY r.owner ORDER BY r.ord) AS nth_of_owner
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::float8[],
-                $7::text[])
-         WITH ORDINALITY AS r(id, topic, model, options, idempotency_key, timeout, owner, ord)
+                $7::text[], $10::text[])
+         WITH ORDINALITY
+         AS r(id, topic, model, options, idempotency_key, timeout, owner, webhook_url, ord)
 ),
 -- Admission, decided when the rows go in: reportsvc_admit (migration 0005) grants room
 -- one decision at a time across API processes, so requests in flight cannot all squeeze
@@ -43,9 +44,10 @@ judged AS (
     FROM requested r CROSS JOIN room LEFT JOIN owners o ON o.owner = r.owner
 ),
 created AS (
-    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner)
+    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner,
+                      webhook_url)
     SELECT j.id, j.topic, j.model, j.options, j.idempotency_key,
-           now() + make_interval(secs => j.timeout), j.owner
+           now() + make_interval(secs => j.timeout), j.owner, j.webhook_url
     FROM judged j
     WHERE j.refused IS NULL
     ORDER BY j.ord
@@ -64,18 +66,22 @@ FROM judged j LEFT JOIN created c ON c.id = j.id;
 
 -- name: find_job_by_key
 -- $1 idempotency key, $2 owner (or NULL)
-SELECT id, topic, model, options FROM jobs
+SELECT id, topic, model, options, webhook_url FROM jobs
 WHERE idempotency_key = $1 AND coalesce(owner, '') = coalesce($2, '');
 
 
 -- name: get_job
 -- $1 job id, $2 owner (NULL: any). Finished sections come along, in outline order, for the
 -- report (or, while the job runs, for partial results), with the summary when there is
--- one, the titles of sections cut short by max_tokens, and the tokens of every step.
+-- one, the titles of sections cut short by max_tokens, the tokens of every step, and the
+-- latest webhook delivery when the job has a webhook URL.
 SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
        j.sections_done, j.error, j.created_at, j.finished_at,
        st.titles AS done_titles, st.contents AS done_contents, st.summary, st.truncated,
-       st.prompt_tokens, st.completion_tokens
+       st.prompt_tokens, st.completion_tokens, j.webhook_url,
+       w.status AS webhook_status, w.attempts AS webhook_attempts,
+       w.last_status_code AS webhook_status_code, w.last_error AS webhook_error,
+       w.run_after AS webhook_run_after
 FROM jobs j
 CROSS JOIN LATERAL (
     SELECT array_agg(s.title ORDER BY s.position)
@@ -91,6 +97,14 @@ CROSS JOIN LATERAL (
     FROM steps s
     WHERE s.job_id = j.id
 ) st
+-- The job's latest event, read from the end of the (job_id, kind, position) index.
+LEFT JOIN LATERAL (
+    SELECT s.status, s.attempts, s.last_status_code, s.last_error, s.run_after
+    FROM steps s
+    WHERE j.webhook_url IS NOT NULL AND s.job_id = j.id AND s.kind = 'webhook'
+    ORDER BY s.position DESC
+    LIMIT 1
+) w ON true
 WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2);
 
 
@@ -120,11 +134,12 @@ LIMIT $2;
 -- name: retire_owned_queued_steps
 -- $1 job id, $2 owner (NULL: any). Step 1 of a cancellation: the job's queued steps will
 -- never run. Step rows are locked before the job row, as everywhere else; running steps
--- are abandoned by their worker at its next heartbeat.
+-- are abandoned by their worker at its next heartbeat. A webhook delivery of an earlier
+-- ending (of a job retried since) still goes.
 UPDATE steps s
 SET status = 'cancelled', finished_at = now()
 FROM jobs j
-WHERE s.job_id = $1 AND s.status = 'queued'
+WHERE s.job_id = $1 AND s.status = 'queued' AND s.kind <> 'webhook'
   AND j.id = s.job_id AND j.status IN ({active_jobs}) AND ($2::text IS NULL OR j.owner = $2);
 
 

@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from reportsvc import failures
-from reportsvc.domain import JobOptions, Step, StepKind, StepStatus
+from reportsvc.domain import Delivery, JobOptions, Step, StepKind, StepStatus
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
 from reportsvc.queue.sql import load_queries
@@ -53,7 +53,8 @@ class StepQueue:
 
     async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> Claim:
         """Up to `limit` steps, leased to `worker_id`: steps of reports under way first,
-        then the outlines of new reports. One round trip (two for a summary step)."""
+        then the outlines of new reports. One round trip (two for a summary step, or when
+        webhook deliveries are among them)."""
         rows = await self.pool.fetch(Q["claim_steps"], worker_id, limit, lease_seconds)
         steps = [
             Step(
@@ -75,7 +76,36 @@ class StepQueue:
             if step.kind is StepKind.SUMMARY:  # rare: one per job, and only when asked for
                 written = await self.pool.fetch(Q["written_sections"], step.job_id)
                 steps[i] = msgspec.structs.replace(step, written={r[0]: r[1] for r in written})
+        if any(step.kind is StepKind.WEBHOOK for step in steps):  # one per ended job at most
+            steps = await self._with_deliveries(steps)
         return Claim(steps, exhausted=len(rows) < limit)
+
+    async def _with_deliveries(self, steps: list[Step]) -> list[Step]:
+        ids = [s.id for s in steps if s.kind is StepKind.WEBHOOK]
+        rows = {r["id"]: r for r in await self.pool.fetch(Q["webhook_deliveries"], ids)}
+        return [
+            step
+            if step.kind is not StepKind.WEBHOOK
+            else msgspec.structs.replace(
+                step,
+                delivery=Delivery(
+                    url=rows[step.id]["webhook_url"],
+                    event=rows[step.id]["title"],
+                    occurred_at=rows[step.id]["created_at"],
+                    first_attempt_at=rows[step.id]["started_at"],
+                    body=rows[step.id]["content"],
+                ),
+            )
+            for step in steps
+        ]
+
+    async def keep_webhook_body(self, step: Step, body: str) -> str | None:
+        """Store the body a delivery's first attempt is about to send, and return the body
+        to send: the one stored first. None: this attempt no longer holds the step."""
+        stored: str | None = await self.pool.fetchval(
+            Q["keep_webhook_body"], step.id, step.attempt, body
+        )
+        return stored
 
     async def write(self, worker_id: str, outcomes: Sequence[Outcome]) -> Written:
         """Write a batch of outcomes: one statement per transition present in the batch.
@@ -116,6 +146,7 @@ class StepQueue:
             [d.result.usage.prompt_tokens for d in done],
             [d.result.usage.completion_tokens for d in done],
             [_titles(d) for d in done],
+            [d.result.status_code for d in done],
         )
         assert row is not None
         written.written = row["written"]
@@ -133,6 +164,7 @@ class StepQueue:
             [r.retry_in for r in retries],
             [r.usage.prompt_tokens for r in retries],
             [r.usage.completion_tokens for r in retries],
+            [r.status_code for r in retries],
         )
 
     async def _fail(self, worker_id: str, failed: list[Failed]) -> list[UUID]:
@@ -146,11 +178,13 @@ class StepQueue:
                 [failures.last_error(f.detail or f.reason) for f in failed],
                 [f.usage.prompt_tokens for f in failed],
                 [f.usage.completion_tokens for f in failed],
+                [f.status_code for f in failed],
             )
             reasons = {f.step.id: f.reason for f in failed}
             messages: dict[UUID, str] = {}
             for r in rows:
-                messages.setdefault(r["job_id"], _job_error(r, reasons[r["id"]]))
+                if _fails_its_job(r):
+                    messages.setdefault(r["job_id"], _job_error(r, reasons[r["id"]]))
             return await self._fail_jobs(conn, messages)
 
     async def extend_leases(
@@ -169,14 +203,16 @@ class StepQueue:
         )
         return {r[0] for r in rows}
 
-    async def rescue(self, max_attempts: int) -> Rescue:
+    async def rescue(self, max_attempts: int, *, webhook_max_attempts: int) -> Rescue:
         """Requeue steps whose worker vanished; fail the ones out of attempts, and their
-        jobs."""
+        jobs (not for a webhook delivery: its job has ended already)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q["rescue_steps"], max_attempts, failures.WORKER_LOST)
+            rows = await conn.fetch(
+                Q["rescue_steps"], max_attempts, failures.WORKER_LOST, webhook_max_attempts
+            )
             messages: dict[UUID, str] = {}
             for r in rows:
-                if r["status"] == StepStatus.FAILED:
+                if r["status"] == StepStatus.FAILED and _fails_its_job(r):
                     messages.setdefault(r["job_id"], _job_error(r, failures.WORKER_LOST_EVERY_TIME))
             failed = await self._fail_jobs(conn, messages)
         requeued = sum(r["status"] == StepStatus.QUEUED for r in rows)
@@ -211,6 +247,12 @@ def _titles(done: Done) -> str | None:
     if not done.result.titles:
         raise ValueError("an outline step finished without titles")
     return _json(done.result.titles).decode()
+
+
+def _fails_its_job(row: asyncpg.Record) -> bool:
+    """A step failed for good fails its job, unless it is a webhook delivery (which runs
+    after its job has ended)."""
+    return StepKind(row["kind"]) is not StepKind.WEBHOOK
 
 
 def _job_error(row: asyncpg.Record, reason: str) -> str:

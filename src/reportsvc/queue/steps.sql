@@ -29,22 +29,28 @@ ready AS (
 )
 -- 2. Take them: lease them to this worker and count the attempt. The attempt number is
 --    the fencing token every later write by this worker must present. A queued step of a
---    job that failed or was cancelled meanwhile is retired instead of being run.
+--    job that failed or was cancelled meanwhile is retired instead of being run, except a
+--    webhook delivery: it exists because its job ended, and runs whatever the job does.
 --    The job row is read, not locked, and comes back with everything a worker needs to
 --    run the step (topic, outline, options), so no second query is needed.
 UPDATE steps s
-SET status = CASE WHEN j.status IN ({active_jobs}) THEN 'running' ELSE 'cancelled' END,
-    lease_owner = CASE WHEN j.status IN ({active_jobs}) THEN $1 END,
-    claimed_by = CASE WHEN j.status IN ({active_jobs}) THEN $1 ELSE s.claimed_by END,
-    lease_expires_at = CASE WHEN j.status IN ({active_jobs})
+SET status = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
+                  THEN 'running' ELSE 'cancelled' END,
+    lease_owner = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook' THEN $1 END,
+    claimed_by = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
+                      THEN $1 ELSE s.claimed_by END,
+    lease_expires_at = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
                             THEN now() + make_interval(secs => $3) END,
-    attempts = s.attempts + CASE WHEN j.status IN ({active_jobs}) THEN 1 ELSE 0 END,
+    attempts = s.attempts
+        + CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook' THEN 1 ELSE 0 END,
     started_at = coalesce(s.started_at, now()),
-    finished_at = CASE WHEN j.status IN ({active_jobs}) THEN NULL ELSE now() END
+    finished_at = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
+                       THEN NULL ELSE now() END
 FROM ready r, jobs j
 WHERE s.id = r.id AND j.id = s.job_id
 RETURNING s.id, s.kind, s.job_id, s.position, s.title, s.attempts,
-          j.status IN ({active_jobs}) AS live, j.topic, j.model, j.options, j.outline;
+          j.status IN ({active_jobs}) OR s.kind = 'webhook' AS live,
+          j.topic, j.model, j.options, j.outline;
 
 
 -- name: written_sections
@@ -54,14 +60,35 @@ WHERE job_id = $1 AND kind = 'section' AND status = 'done'
 ORDER BY position;
 
 
+-- name: webhook_deliveries
+-- $1 step ids (webhook steps just claimed). Where each delivery goes, and the body its
+-- first attempt stored, if any.
+SELECT s.id, j.webhook_url, s.title, s.created_at, s.started_at, s.content
+FROM steps s JOIN jobs j ON j.id = s.job_id
+WHERE s.id = ANY($1::bigint[]);
+
+
+-- name: keep_webhook_body
+-- $1 step id, $2 attempt, $3 the body this attempt would send. The first attempt of a
+-- delivery stores its body before sending it; every later attempt finds it stored and
+-- sends the same bytes. Fenced on the attempt: no row back means the lease was lost.
+UPDATE steps
+SET content = coalesce(content, $3)
+WHERE id = $1 AND attempts = $2 AND status = 'running'
+RETURNING content;
+
+
 -- name: complete_steps
--- $1 worker id, $2 step ids, $3 attempts, $4 contents (sections, summaries), $5 finish
--- reasons, $6 prompt tokens, $7 completion tokens, $8 titles (outlines: a JSON array, as
--- text: asyncpg would take a list for an array dimension)
+-- $1 worker id, $2 step ids, $3 attempts, $4 contents (sections, summaries, webhook
+-- bodies), $5 finish reasons, $6 prompt tokens, $7 completion tokens, $8 titles (outlines:
+-- a JSON array, as text: asyncpg would take a list for an array dimension), $9 HTTP status
+-- codes (webhooks: the receiver's answer; NULL for model steps)
 --
 -- Stores finished steps and, in the same statement (one transaction), moves their jobs on:
 -- a written outline queues one section step per title; a written section or summary is
--- counted, and the job whose count reaches its total becomes completed.
+-- counted, and the job whose count reaches its total becomes completed. (A delivered
+-- webhook moves nothing on. A job that ends gets its webhook step from the trigger
+-- jobs_webhook_event, in this same transaction: see db/schema.py.)
 WITH done AS (
     -- Fencing: only the holder of the current attempt may write. A worker whose lease was
     -- taken over (it stalled, another worker re-ran the step) writes nothing.
@@ -74,10 +101,12 @@ WITH done AS (
         finished_at = now(),
         lease_owner = NULL,
         lease_expires_at = NULL,
-        last_error = NULL
+        last_error = NULL,
+        last_status_code = i.status_code
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
-                $8::text[])
-         AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens, titles)
+                $8::text[], $9::int[])
+         AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens, titles,
+              status_code)
     WHERE s.id = i.id
       AND s.attempts = i.attempt
       AND s.lease_owner = $1
@@ -161,36 +190,40 @@ FROM queued q;
 -- name: retry_steps
 -- $1 worker id, $2 step ids, $3 attempts, $4 errors (operators' detail), $5 seconds until
 -- the next attempt, $6 prompt tokens, $7 completion tokens (of a call that answered with
--- something unusable). Puts steps back in the queue after a transient failure, not
--- before run_after.
+-- something unusable), $8 HTTP status codes (or NULL). Puts steps back in the queue after
+-- a transient failure, not before run_after.
 UPDATE steps s
 SET status = 'queued',
     run_after = now() + make_interval(secs => i.delay),
     last_error = i.error,
+    last_status_code = i.status_code,
     prompt_tokens = s.prompt_tokens + i.prompt_tokens,
     completion_tokens = s.completion_tokens + i.completion_tokens,
     lease_owner = NULL,
     lease_expires_at = NULL
-FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::int[])
-     AS i(id, attempt, error, delay, prompt_tokens, completion_tokens)
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::int[],
+            $8::int[])
+     AS i(id, attempt, error, delay, prompt_tokens, completion_tokens, status_code)
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
 RETURNING s.id;
 
 
 -- name: fail_steps
 -- $1 worker id, $2 step ids, $3 attempts, $4 errors (operators' detail), $5 prompt tokens,
--- $6 completion tokens. Marks steps failed for good; the caller then fails their jobs
--- (fail_jobs), in the same transaction.
+-- $6 completion tokens, $7 HTTP status codes (or NULL). Marks steps failed for good; the
+-- caller then fails their jobs (fail_jobs), in the same transaction: all but those of
+-- webhook steps, whose jobs have already ended.
 UPDATE steps s
 SET status = 'failed',
     last_error = i.error,
+    last_status_code = i.status_code,
     prompt_tokens = s.prompt_tokens + i.prompt_tokens,
     completion_tokens = s.completion_tokens + i.completion_tokens,
     finished_at = now(),
     lease_owner = NULL,
     lease_expires_at = NULL
-FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[])
-     AS i(id, attempt, error, prompt_tokens, completion_tokens), jobs j
+FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[], $7::int[])
+     AS i(id, attempt, error, prompt_tokens, completion_tokens, status_code), jobs j
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
   AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
@@ -223,32 +256,36 @@ FROM released;
 
 -- name: extend_leases
 -- $1 worker id, $2 step ids, $3 attempts, $4 lease (s)
--- The heartbeat. Returns the steps this worker still holds for a live job; the worker
--- abandons any in-flight step not returned (its lease was taken over, or its job failed
--- or was cancelled). Moves only lease_expires_at, which no index covers, so the update
--- can stay on its page (HOT).
+-- The heartbeat. Returns the steps this worker still holds for a live job (any job, for a
+-- webhook delivery: it runs after its job has ended); the worker abandons any in-flight
+-- step not returned (its lease was taken over, or its job failed or was cancelled). Moves
+-- only lease_expires_at, which no index covers, so the update can stay on its page (HOT).
 UPDATE steps s
 SET lease_expires_at = now() + make_interval(secs => $4)
 FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
-  AND j.id = s.job_id AND j.status IN ({active_jobs})
+  AND j.id = s.job_id AND (j.status IN ({active_jobs}) OR s.kind = 'webhook')
 RETURNING s.id;
 
 
 -- name: rescue_steps
--- $1 max attempts, $2 the error recorded on each rescued step (operators' detail)
+-- $1 max attempts, $2 the error recorded on each rescued step (operators' detail), $3 max
+-- attempts of a webhook delivery (WEBHOOK_MAX_ATTEMPTS)
 -- Steps whose lease ran out: their worker died, or stalled past its lease. Back to the
 -- queue at once, or failed if they have used every attempt (a step that crashes every
 -- worker that runs it must not loop forever). SKIP LOCKED: any number of workers may run
--- this at the same time without waiting on each other or on a late completion.
+-- this at the same time without waiting on each other or on a late completion. The
+-- caller fails the jobs of the steps failed here, but not for a webhook step.
 WITH expired AS (
     SELECT id FROM steps
     WHERE status = 'running' AND lease_expires_at < now()
     FOR UPDATE SKIP LOCKED
 )
 UPDATE steps s
-SET status = CASE WHEN s.attempts >= $1 THEN 'failed' ELSE 'queued' END,
-    finished_at = CASE WHEN s.attempts >= $1 THEN now() END,
+SET status = CASE WHEN s.attempts >= CASE WHEN s.kind = 'webhook' THEN $3::int ELSE $1::int END
+                  THEN 'failed' ELSE 'queued' END,
+    finished_at = CASE WHEN s.attempts >= CASE WHEN s.kind = 'webhook' THEN $3::int ELSE $1::int END
+                       THEN now() END,
     run_after = now(),
     last_error = $2,
     lease_owner = NULL,
@@ -270,10 +307,10 @@ LIMIT 1000;
 -- $1 job ids. Queued steps of jobs that are ending will never run: mark them cancelled.
 -- Runs first in the transactions that fail jobs, so that step rows are locked before job
 -- rows, as everywhere else. Running steps are abandoned by their worker at its next
--- heartbeat.
+-- heartbeat. A webhook delivery of an earlier ending (of a job retried since) still goes.
 UPDATE steps
 SET status = 'cancelled', finished_at = now()
-WHERE job_id = ANY($1::uuid[]) AND status = 'queued';
+WHERE job_id = ANY($1::uuid[]) AND status = 'queued' AND kind <> 'webhook';
 
 
 -- name: fail_jobs

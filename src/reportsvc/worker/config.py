@@ -11,6 +11,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     claim_batch_size: int = 32
     lease_seconds: float = 15.0
     max_attempts: int = 5
+    # Webhook deliveries keep their own schedule; this bounds the attempts the rescuer
+    # allows one whose worker keeps dying (WEBHOOK_MAX_ATTEMPTS).
+    webhook_max_attempts: int = 30
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 120.0
     step_timeout_seconds: float = 240.0

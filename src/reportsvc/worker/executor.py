@@ -62,7 +62,13 @@ class Executor:
         except StepError as exc:
             usage = Usage(exc.prompt_tokens, exc.completion_tokens)
             outcome = self._failed(
-                step, exc.message, retryable=exc.retryable, detail=exc.detail, usage=usage
+                step,
+                exc.message,
+                retryable=exc.retryable,
+                detail=exc.detail,
+                usage=usage,
+                retry_in=exc.retry_in,
+                status_code=exc.status,
             )
         except Exception as exc:
             log.exception("step crashed", **step_ids(step))
@@ -80,15 +86,26 @@ class Executor:
         retryable: bool,
         detail: str | None = None,
         usage: Usage | None = None,
+        retry_in: float | None = None,
+        status_code: int | None = None,
     ) -> Failed:
-        retry_in = None
-        if retryable and step.attempt < self._config.max_attempts:
+        if not retryable:
+            retry_in = None
+        elif retry_in is None and step.attempt < self._config.max_attempts:
             retry_in = retry_delay(
                 step.attempt, self._config.retry_base_seconds, self._config.retry_max_seconds
             )
+        # A runner that names its own retry time (a webhook sender) also keeps its own
+        # attempt limit: it says retryable=False when it gives up.
+        if retry_in is not None:
             log.warning("step will be retried", error=detail or reason, **step_ids(step))
         return Failed(
-            step=step, reason=reason, detail=detail, retry_in=retry_in, usage=usage or Usage()
+            step=step,
+            reason=reason,
+            detail=detail,
+            retry_in=retry_in,
+            usage=usage or Usage(),
+            status_code=status_code,
         )
 
     async def cancel_running(self) -> None:

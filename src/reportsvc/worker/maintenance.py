@@ -59,7 +59,9 @@ class Maintenance:
                 log.exception("maintenance failed unexpectedly")
 
     async def rescue(self) -> None:
-        rescue = await self._queue.rescue(self._config.max_attempts)
+        rescue = await self._queue.rescue(
+            self._config.max_attempts, webhook_max_attempts=self._config.webhook_max_attempts
+        )
         if rescue.requeued:
             log.warning("requeued steps whose worker stopped", count=rescue.requeued)
             self._work_hint.set()
