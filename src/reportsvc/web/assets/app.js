@@ -25,11 +25,16 @@ const recent = { jobs: [], next: null, timer: null, seq: 0 };
 
 // --- words -------------------------------------------------------------------------------
 
-function sentence(text) {
+/** `text` ending with a full stop, for the end of a message: "... refused: <clause>" */
+function clause(text) {
   const trimmed = String(text).trim();
-  if (!trimmed) return trimmed;
-  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
-  return /[.!?…]$/.test(capital) ? capital : `${capital}.`;
+  return !trimmed || /[.!?…]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+/** `text` as a sentence of its own: a capital first, a full stop last. */
+function sentence(text) {
+  const trimmed = clause(text);
+  return trimmed && trimmed[0].toUpperCase() + trimmed.slice(1);
 }
 
 // msgspec's phrases, as the API relays them for a field of the wrong type or size.
@@ -115,7 +120,7 @@ function lock(error) {
   $("session").hidden = true;
   $("token-view").hidden = false;
   clearFieldError("token");
-  if (refused) showFieldError("token", `The saved token was refused: ${sentence(error.message)} Enter another one.`);
+  if (refused) showFieldError("token", `The saved token was refused: ${clause(error.message)} Enter another one.`);
   $("token").focus();
 }
 
@@ -132,7 +137,7 @@ async function submitToken(event) {
     options = await api.options(token);
   } catch (error) {
     const why = error.status === 401 ? "That token was refused" : "The token could not be checked";
-    showFieldError("token", `${why}: ${sentence(error.message)}`);
+    showFieldError("token", `${why}: ${clause(error.message)}`);
     $("token").focus();
     return;
   }
@@ -162,7 +167,7 @@ async function start() {
       lock(error);
       return;
     }
-    showNotice("page-error", `The page could not start: ${sentence(error.message)} Reload to try again.`);
+    showNotice("page-error", `The page could not start: ${clause(error.message)} Reload to try again.`);
     return;
   }
   showApp();
@@ -289,6 +294,9 @@ async function openJob(id, { focus }) {
     job: null,
     controller: new AbortController(),
     items: new Map(),
+    outline: null,
+    texts: {},
+    percent: 0,
     refreshing: false,
     again: false,
   };
@@ -307,7 +315,7 @@ async function openJob(id, { focus }) {
     if (view !== current || error.name === "AbortError") return;
     if (error.status === 401) lock(error);
     else if (error.status === 404) showNotFound(id);
-    else showJobProblem(`This report could not be loaded: ${sentence(error.message)}`);
+    else showJobProblem(`This report could not be loaded: ${clause(error.message)}`);
     return;
   }
   if (view !== current) return;
@@ -421,10 +429,15 @@ function renderJob(job) {
   if (FINAL.has(current.job?.status) && !FINAL.has(job.status)) return;
   current.job = job;
   const report = job.report;
-  const outline = report?.outline ?? job.outline ?? null;
-  const texts = report?.sections ?? job.partialSections ?? {};
+  // A failed or cancelled job comes without its outline and sections: what was seen of
+  // them stays on the page.
+  const outline = report?.outline ?? job.outline ?? current.outline;
+  const texts = { ...current.texts, ...(report?.sections ?? job.partialSections ?? {}) };
+  current.outline = outline;
+  current.texts = texts;
   const done = outline ? outline.filter((title) => Object.hasOwn(texts, title)).length : 0;
-  const percent = Math.round((job.progress ?? (job.status === "completed" ? 1 : 0)) * 100);
+  if (job.progress !== undefined) current.percent = Math.round(job.progress * 100);
+  const percent = current.percent;
 
   $("job-view").dataset.status = job.status;
   $("job-status").textContent = statusLine(job, outline, done);
@@ -439,8 +452,8 @@ function renderJob(job) {
     summary.hidden = false;
   }
   if (job.error && job.status !== "processing") {
-    const what = job.status === "cancelled" ? "This report was cancelled" : "This report failed";
-    $("job-error").textContent = `${what}: ${sentence(job.error)}`;
+    $("job-error").textContent =
+      job.status === "failed" ? `This report failed: ${clause(job.error)}` : sentence(job.error);
     $("job-error").hidden = false;
   }
   renderFacts(job);
@@ -543,10 +556,9 @@ function cancelJob() {
   return withButton("cancel-job", async () => {
     try {
       await api.cancel(current.id);
-      say("Cancelled.");
     } catch (error) {
       if (error.status !== 409) throw error;
-      say(`It could not be cancelled: ${sentence(error.message)}`);
+      say(`It could not be cancelled: ${clause(error.message)}`);
     }
     await refresh(current);
     refreshRecent();
