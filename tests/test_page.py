@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -226,6 +227,27 @@ async def test_a_report_writes_itself_section_by_section_and_survives_a_reload(
         await expect(recent.locator("a")).to_have_attribute("aria-current", "page")
 
         await download_and_copy(page, running.api_url, job_id, "the-roman-empire.md")
+
+
+async def test_the_page_carries_on_when_the_api_process_is_killed_and_restarted(
+    page: Page, database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    fake_llm.configure(FakeConfig(section=Faults(latency=1.5)))
+    with service(database_url, fake_llm, tmp_path) as running:
+        await open_page(page, f"{running.api_url}/")
+        await submit(page, "Lighthouses")
+        job, _, done = view(page)
+        await expect(done).to_have_count(1)
+        api = running.services[0]
+        api.signal(signal.SIGKILL)
+        api.wait(timeout=10)
+        notice = page.locator("#action-status")
+        await expect(notice).to_have_text("Live updates were interrupted; reconnecting…")
+        # A new API process on the same address; the worker carried on meanwhile.
+        running._start("api-restarted", ["serve", "--port", str(urlsplit(running.api_url).port)])
+        await expect(job).to_have_attribute("data-status", "completed")
+        await expect(done).to_have_count(6)
+        await expect(notice).to_have_text("")
 
 
 async def test_a_report_can_be_cancelled_and_started_again(
