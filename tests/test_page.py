@@ -514,6 +514,16 @@ UNLABELLED = """
 """
 
 
+WRITE_HTML = """() => {
+  try {
+    document.createElement("div").innerHTML = "<b>bold</b>";
+    return "written";
+  } catch (error) {
+    return error.name;
+  }
+}"""
+
+
 async def test_the_page_reads_well_on_a_phone_and_a_desktop_in_light_and_dark(
     browser: Browser, page: Page, database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
 ) -> None:
@@ -562,6 +572,8 @@ async def test_the_page_reads_well_on_a_phone_and_a_desktop_in_light_and_dark(
                 dark = _luminance(background) < 0.2
                 assert dark == (options["color_scheme"] == "dark"), (name, background)
                 assert await other.evaluate(UNLABELLED) == []
+                # Trusted Types are enforced: a string written to innerHTML is refused.
+                assert await other.evaluate(WRITE_HTML) == "TypeError"
                 await other.evaluate("document.getElementById('job-view').scrollIntoView()")
                 await other.screenshot(path=shots / f"{name}.png")
             finally:
