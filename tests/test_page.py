@@ -309,6 +309,23 @@ async def test_a_failed_report_says_why_and_can_be_tried_again(
         await expect(sections).to_have_count(6)
 
 
+async def test_a_report_shorter_than_asked_for_says_so(
+    page: Page, database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    # Every outline has 3 titles; after its last attempt the job goes on with them.
+    fake_llm.configure(FakeConfig(outline_items=3))
+    with service(database_url, fake_llm, tmp_path) as running:
+        await open_page(page, f"{running.api_url}/")
+        await submit(page, "Deserts")
+        job, sections, done = view(page)
+        await expect(job).to_have_attribute("data-status", "completed")
+        await expect(done).to_have_count(3)
+        await expect(sections).to_have_count(3)
+        await expect(page.locator("#job-shortfall")).to_have_text(
+            "The model proposed 3 usable sections of the 6 asked for; the report has 3."
+        )
+
+
 XSS_PARAGRAPHS = (
     "<script>window.pwned = 'script'</script>",
     "<img src=x onerror=\"window.pwned = 'img'; alert(1)\">",

@@ -279,6 +279,7 @@ function resetJobView() {
   $("job-facts").replaceChildren();
   $("job-summary").hidden = true;
   $("job-error").hidden = true;
+  $("job-shortfall").hidden = true;
   $("job-outline-pending").hidden = true;
   $("job-view").dataset.status = "loading";
   say("");
@@ -456,6 +457,11 @@ function renderJob(job) {
       job.status === "failed" ? `This report failed: ${clause(job.error)}` : sentence(job.error);
     $("job-error").hidden = false;
   }
+  const shortfall = job.outlineShortfall;
+  $("job-shortfall").textContent = shortfall
+    ? `The model proposed ${shortfall.outlined} usable sections of the ${shortfall.asked} asked for; the report has ${shortfall.outlined}.`
+    : "";
+  $("job-shortfall").hidden = !shortfall;
   renderFacts(job);
   $("cancel-job").hidden = job.status !== "processing";
   $("retry-job").hidden = !(job.status === "failed" || job.status === "cancelled");
