@@ -179,6 +179,7 @@ async def test_a_report_writes_itself_section_by_section_and_survives_a_reload(
     with service(database_url, fake_llm, tmp_path) as running:
         await open_page(page, f"{running.api_url}/")
         # Keyboard only: Tab to the topic, type it, Tab to the sections, Enter.
+        await expect(page.get_by_label("Model")).to_be_hidden()  # one model: no choice
         await tab_to(page, "topic")
         await page.keyboard.type("The Roman Empire")
         await tab_to(page, "sections")
@@ -374,7 +375,8 @@ async def test_html_from_the_model_or_the_topic_shows_as_text_and_runs_nothing(
 async def test_validation_errors_are_shown_next_to_their_field(
     page: Page, database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
 ) -> None:
-    with service(database_url, fake_llm, tmp_path, workers=0) as running:
+    models = {"OPENAI_MODEL": "small-model", "OPENAI_ALLOWED_MODELS": "large-model"}
+    with service(database_url, fake_llm, tmp_path, workers=0, **models) as running:
         await open_page(page, f"{running.api_url}/")
         topic = page.get_by_label("Topic", exact=True)
         sections = page.get_by_label("Sections")
@@ -412,13 +414,20 @@ async def test_validation_errors_are_shown_next_to_their_field(
         await expect(sections).not_to_have_attribute("aria-invalid", "true")
 
         await language.fill("French")
+        # A choice of models is offered because OPENAI_ALLOWED_MODELS has one more.
+        model = page.get_by_label("Model")
+        await expect(model).to_have_value("small-model")
+        await expect(model.locator("option")).to_have_text(["small-model", "large-model"])
+        await model.select_option("large-model")
+        await page.get_by_label("Detail").select_option("brief")
         await language.press("Enter")
         await expect(page).to_have_url(re.compile(r"\?job="))
         await expect(page.locator(".field-error:visible")).to_have_count(0)
         async with httpx.AsyncClient(base_url=running.api_url) as http:
             created = (await http.get(f"/reports/{job_in_url(page)}")).json()
+        assert created["model"] == "large-model"
         assert created["options"] == {
-            "sections": 6, "detail": "standard", "summary": False, "language": "French"
+            "sections": 6, "detail": "brief", "summary": False, "language": "French"
         }  # fmt: skip
 
 
