@@ -396,8 +396,8 @@ async def test_validation_errors_are_shown_next_to_their_field(
         await topic.fill("Tides")
         for value, message in [
             ("13", "Sections is 13; the limit is 12 (MAX_SECTIONS)."),
-            ("25", "Sections must be at most 20."),
-            ("0", "Sections must be at least 1."),
+            ("25", "Sections must be from 1 to 12."),
+            ("0", "Sections must be from 1 to 12."),
             ("2.5", "Sections must be a whole number."),
         ]:
             await sections.fill(value)
@@ -406,6 +406,11 @@ async def test_validation_errors_are_shown_next_to_their_field(
             await expect(sections).to_be_focused()
             await expect(topic).not_to_have_attribute("aria-invalid", "true")
         await sections.fill("")
+        await language.fill("x" * 41)
+        await language.press("Enter")
+        await expect(language).to_have_accessible_error_message(
+            "Language must be at most 40 characters long."
+        )
         await language.fill("Klingon 2")
         await language.press("Enter")
         await expect(language).to_have_accessible_error_message(
