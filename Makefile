@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint fmt migrate bench clean
+.PHONY: install dev test lint fmt migrate bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
@@ -40,6 +40,9 @@ migrate: $(STAMP)  ## apply migrations to DATABASE_URL
 
 bench: $(STAMP)  ## run the benchmarks (DATABASE_URL's server, or an embedded one); ARGS=--quick
 	$(BIN)/python -m bench $(ARGS)
+
+screenshots: $(STAMP)  ## remake the README's screenshots of the web page (needs chromium)
+	REPORTSVC_SCREENSHOTS=docs $(BIN)/pytest -q tests/test_page.py -k reads_well
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -197,3 +197,21 @@ async def api_client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ht
 async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings, pool) as client:
         yield client
+
+
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on its test, so a fixture's teardown can tell whether the
+    test failed (the browser tests then save a screenshot)."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def has_failed(item: pytest.Item) -> bool:
+    return any(report.failed for report in item.stash.get(PHASE_REPORTS, {}).values())

@@ -69,6 +69,7 @@ async def test_dev_runs_everything_from_nothing(tmp_path: Path) -> None:
     output = (tmp_path / "dev.log").read_text()
     assert code == 0, output
     assert "NO MODEL CONFIGURED" in output
+    assert f'"page": "{api}/"' in output  # the web page's address, to open in a browser
     # Its data stays in the project directory, and its server was stopped.
     data = tmp_path / ".data" / "postgres"
     assert (data / "PG_VERSION").exists()

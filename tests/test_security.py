@@ -55,18 +55,23 @@ async def test_reports_need_a_token_and_health_and_docs_do_not(locked: httpx.Asy
     )
     assert wrong.status_code == 401
     assert "not valid" in wrong.json()["error"]
-    for path in ("/healthz", "/readyz", "/docs/openapi.json", "/metrics"):
+    for path in ("/healthz", "/readyz", "/docs/openapi.json", "/metrics", "/", "/assets/app.js"):
         assert (await locked.get(path)).status_code == 200, path
 
 
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/swagger")
+# Public on purpose: health, metrics, the API's docs, and the web page with its assets
+# (the same files for everyone, no data in them: the page asks for a token itself).
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/swagger", "/assets/")
+PUBLIC_EXACT_PATHS = ("/",)
 
 
 def protected_routes(app: Litestar) -> list[tuple[str, str]]:
-    """Every (method, path) the app serves, but the public ones: health, metrics, docs."""
+    """Every (method, path) the app serves, but the public ones."""
     routes = []
     for route in app.routes:
         if not isinstance(route, HTTPRoute) or route.path.startswith(PUBLIC_PATHS):
+            continue
+        if route.path in PUBLIC_EXACT_PATHS:
             continue
         path = re.sub(r"\{[^}]+\}", "5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30", route.path)
         routes += [(method, path) for method in route.methods if method not in ("OPTIONS", "HEAD")]
@@ -82,6 +87,9 @@ async def test_every_endpoint_but_the_public_ones_refuses_a_missing_or_wrong_tok
     # The enumeration finds the report endpoints (so a new one cannot slip past it).
     assert ("POST", "/reports") in routes
     assert ("DELETE", "/reports/5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30") in routes
+    # The page's own JSON helpers are data endpoints too.
+    assert ("GET", "/ui/options") in routes
+    assert ("GET", "/ui/jobs/5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30") in routes
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

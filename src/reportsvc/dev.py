@@ -99,7 +99,9 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
     worker = build_worker(pool, runner, worker_config(settings), publisher=publisher)
     api_task = asyncio.create_task(server.serve(), name="api")
     worker_task = asyncio.create_task(worker.run(), name="worker")
-    log.info("reportsvc is running", api=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs")
+    log.info(
+        "reportsvc is running", page=f"http://{host}:{port}/", docs=f"http://{host}:{port}/docs"
+    )
     try:
         await asyncio.wait(
             [asyncio.ensure_future(stop.wait()), api_task, worker_task],

@@ -17,6 +17,7 @@ from reportsvc.api.errors import EXCEPTION_HANDLERS
 from reportsvc.api.operations import healthz, healthz_head, metrics, readyz
 from reportsvc.api.reports import ReportController
 from reportsvc.api.services import Services
+from reportsvc.api.web import page_handlers
 from reportsvc.db.engine import create_pool
 from reportsvc.process import freeze_startup_objects
 from reportsvc.settings import Settings
@@ -64,7 +65,14 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             await services.events.close()
 
     app = Litestar(
-        route_handlers=[ReportController, healthz, healthz_head, readyz, metrics],
+        route_handlers=[
+            ReportController,
+            healthz,
+            healthz_head,
+            readyz,
+            metrics,
+            *page_handlers(),
+        ],
         lifespan=[lifespan],
         # One dependency, not two: Litestar resolves several in a task group per request,
         # which costs more than the rest of a POST's Python work.

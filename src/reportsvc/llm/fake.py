@@ -124,6 +124,8 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     bad_sections: Literal["outline", "title", "empty"] | None = None
     stubborn: bool = False
     section_words: int = 60
+    # Appended to every section, e.g. HTML, to test that clients show it as text.
+    section_markup: str = ""
     seed: int | None = None
 
 
@@ -376,7 +378,8 @@ class FakeLLM:
         words = opening.split()
         while len(words) < self.config.section_words:
             words.extend(_FILLER)
-        return f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
+        text = f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
+        return f"{text}\n\n{self.config.section_markup}" if self.config.section_markup else text
 
 
 def _topic(user: str) -> str:
