@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import api, memory, metrics, overhead, pickup, scale, throughput
+from bench import api, memory, metrics, overhead, pickup, quota, scale, throughput
 from bench.harness import machine_info, postgres_version, scratch_database
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.settings import normalize_database_url
@@ -42,10 +42,15 @@ class Sizes:
     scale_reports: int
     finished_rows: int
     finished_jobs: int
+    quota_reports: int
+    turns_backlog: int
+    gate_rows: int
 
 
-QUICK = Sizes(100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000, 100_000)
-FULL = Sizes(300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000, 500_000)
+QUICK = Sizes(100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000, 100_000, 12, 20, 10_000)
+FULL = Sizes(
+    300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000, 500_000, 30, 60, 20_000
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,66 @@ def _figures_metrics(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _figures_quota(spends: dict[str, dict[str, Any]], turns: dict[str, Any]) -> list[Figure]:
+    figures: list[Figure] = []
+    targets = {"configured": (0.02, 1.15), "headers": (0.10, 1.30), "tokens": (0.02, 1.15)}
+    for case, r in spends.items():
+        most_429, most_wall = targets[case]
+        limit = f"{r['rpm']:g} rpm" if r["rpm"] else f"{r['tpm']:g} tpm"
+        how = "configured" if r["configured"] else "learned from headers"
+        label = f"{r['calls']} calls, 4 workers x 16, provider at {limit} ({how})"
+        figures += [
+            Figure(
+                f"{label}: 429s / calls served ({r['answered_429']} of {r['served']})",
+                r["ratio_429"],
+                "",
+                f"<= {most_429:.2f}",
+                r["ratio_429"] <= most_429,
+            ),
+            Figure(
+                f"{label}: wall / what the limit allows ({r['wall_s']:.1f} vs "
+                f"{r['allowed_s']:.1f} s)",
+                r["wall_over_allowed"],
+                "x",
+                f"<= {most_wall:.2f}",
+                r["wall_over_allowed"] <= most_wall,
+            ),
+        ]
+    figures.append(
+        Figure(
+            f"owner B's 1 report behind owner A's {turns['backlog']}: wall / critical path "
+            f"({turns['b_wall_s']:.2f} vs {turns['critical_path_s']:.2f} s)",
+            turns["ratio"],
+            "x",
+            "<= 4",
+            turns["ratio"] <= 4,
+        )
+    )
+    return figures
+
+
+def _figures_gate(r: dict[str, Any]) -> list[Figure]:
+    per_s = r["per_s"]
+    return [
+        Figure(
+            f"queue throughput, no-op steps taking quota of a model without limits / taking "
+            f"none ({per_s['unlimited']:,.0f} vs {per_s['none']:,.0f} rows/s)",
+            r["unlimited_ratio"],
+            "x",
+            ">= 0.90",
+            r["unlimited_ratio"] >= 0.90,
+        ),
+        Figure(
+            f"queue throughput, no-op steps taking quota under a configured limit / taking "
+            f"none ({per_s['configured']:,.0f} vs {per_s['none']:,.0f} rows/s)",
+            r["configured_ratio"],
+            "x",
+            ">= 0.90",
+            r["configured_ratio"] >= 0.90,
+        ),
+    ]
+
+
 async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     figures: list[Figure] = []
@@ -239,6 +304,35 @@ async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
         results["metrics"] = await metrics.measure(server_url, finished=sizes.finished_jobs)
         figures.extend(_figures_metrics(results["metrics"]))
 
+    async def do_quota() -> None:
+        spends: dict[str, dict[str, Any]] = {}
+        cases: dict[str, dict[str, Any]] = {
+            "configured": {"rpm": 600, "tpm": None, "configured": True},
+            "headers": {"rpm": 600, "tpm": None, "configured": False},
+            # Sections capped at 200 tokens so that the tokens, not the requests, bind; a
+            # third of the reports, so that it takes about as long as the others.
+            "tokens": {
+                "rpm": None,
+                "tpm": 40_000,
+                "configured": True,
+                "section_max_tokens": 200,
+                "reports": sizes.quota_reports // 3,
+            },
+        }
+        for case, how in cases.items():
+            async with scratch_database(server_url) as url:
+                spends[case] = await quota.spend(url, **{"reports": sizes.quota_reports, **how})
+        async with scratch_database(server_url) as url:
+            turns = await quota.turns(url, backlog=sizes.turns_backlog)
+        results["quota"] = {"spend": spends, "turns": turns}
+        figures.extend(_figures_quota(spends, turns))
+
+    async def do_gate() -> None:
+        results["gate"] = await quota.gate_cost(
+            server_url, rows=sizes.gate_rows, rounds=sizes.throughput_rounds
+        )
+        figures.extend(_figures_gate(results["gate"]))
+
     await step("pickup", do_pickup)
     await step("overhead", do_overhead)
     await step("throughput", do_throughput)
@@ -246,6 +340,8 @@ async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
     await step("memory", do_memory)
     await step("scale", do_scale)
     await step("metrics", do_metrics)
+    await step("quota", do_quota)
+    await step("gate", do_gate)
     return {"figures": [f.__dict__ for f in figures], "results": results}
 
 

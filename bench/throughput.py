@@ -27,6 +27,8 @@ from bench.harness import scratch_database
 from reportsvc.db.engine import create_pool
 from reportsvc.domain import Step, StepKind, StepResult
 from reportsvc.logs import configure_logging
+from reportsvc.queue.quotas import QuotaStore
+from reportsvc.quota import RateLimits
 from reportsvc.runtime import build_worker
 from reportsvc.worker import WorkerConfig
 
@@ -40,6 +42,22 @@ class NoopRunner:
         if step.kind is StepKind.OUTLINE:
             return StepResult(titles=[f"{i}" for i in range(step.options.sections)])
         return StepResult(content="ok")
+
+
+class GatedNoopRunner(NoopRunner):
+    """No-op steps that take their model's quota first and settle it after, as a model
+    call does: the cost of the shared quota on the queue."""
+
+    def __init__(self, gate: QuotaStore) -> None:
+        self.gate = gate
+
+    async def run(self, step: Step) -> StepResult:
+        grant = await self.gate.acquire(step.model, 1000)
+        if grant.wait:
+            await asyncio.sleep(grant.wait)
+        result = await super().run(step)
+        await self.gate.settle(step.model, grant, 1000, RateLimits())
+        return result
 
 
 async def fill(url: str, sections: int) -> int:
@@ -75,9 +93,17 @@ async def fill(url: str, sections: int) -> int:
     return jobs * SECTIONS_PER_JOB
 
 
-async def run_ours(url: str, batch: int, rows: int) -> dict[str, Any]:
-    """In a child process: drain `rows` queued sections with one worker."""
+async def run_ours(url: str, batch: int, rows: int, quota: str = "none") -> dict[str, Any]:
+    """In a child process: drain `rows` queued sections with one worker. `quota`: `none`
+    (no-op steps), `unlimited` (each takes quota; the model is known to have no limit) or
+    `configured` (each takes quota under a limit far above the rate reached)."""
     pool = await create_pool(url, min_size=3, max_size=6)
+    runner = NoopRunner()
+    if quota != "none":
+        gate = QuotaStore(pool)
+        limits = {"noop": (1e9, 1e12)} if quota == "configured" else {"noop": (None, None)}
+        await gate.configure(limits)
+        runner = GatedNoopRunner(gate)
     config = WorkerConfig(
         database_url=url,
         concurrency=batch * 4,
@@ -85,7 +111,7 @@ async def run_ours(url: str, batch: int, rows: int) -> dict[str, Any]:
         listen_notify=False,
         poll_interval_seconds=0.05,
     )
-    worker = build_worker(pool, NoopRunner(), config)
+    worker = build_worker(pool, runner, config)
     jobs = rows // SECTIONS_PER_JOB
     started = time.perf_counter()
     cpu = time.process_time()
@@ -101,7 +127,7 @@ async def run_ours(url: str, batch: int, rows: int) -> dict[str, Any]:
     return {"rows": rows, "seconds": seconds, "rate": rows / seconds, "cpu_seconds": cpu_used}
 
 
-async def _child(*args: str) -> dict[str, Any]:
+async def child(*args: str) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -122,10 +148,10 @@ async def measure(server_url: str, *, batch: int, rows: int, rounds: int = 2) ->
     theirs: list[dict[str, Any]] = []
     for _ in range(rounds):
         async with scratch_database(server_url, migrated=False) as url:
-            theirs.append(await _child("pgqueuer", url, "--batch", str(batch), "--rows", str(rows)))
+            theirs.append(await child("pgqueuer", url, "--batch", str(batch), "--rows", str(rows)))
         async with scratch_database(server_url) as url:
             filled = await fill(url, rows)
-            ours.append(await _child("ours", url, "--batch", str(batch), "--rows", str(filled)))
+            ours.append(await child("ours", url, "--batch", str(batch), "--rows", str(filled)))
     our_rate = statistics.median(r["rate"] for r in ours)
     their_rate = statistics.median(r["rate"] for r in theirs)
     return {
@@ -148,10 +174,11 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--quota", choices=["none", "unlimited", "configured"], default="none")
     args = parser.parse_args()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))
     if args.side == "ours":
-        result = uvloop.run(run_ours(args.url, args.batch, args.rows))
+        result = uvloop.run(run_ours(args.url, args.batch, args.rows, args.quota))
     else:
         from bench.pgqueuer_noop import pgqueuer_noop_rate  # noqa: PLC0415
 

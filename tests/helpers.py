@@ -14,13 +14,12 @@ import httpx
 import msgspec
 
 from reportsvc.domain import JobOptions, JobStatus, StepRunner
-from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.reports import JobRow, ReportStore
 from reportsvc.queue.steps import StepQueue
 from reportsvc.queue.tokens import TokenStore
-from reportsvc.runtime import report_pipeline, worker_config
+from reportsvc.runtime import model_client, report_pipeline, worker_config
 from reportsvc.settings import Settings
 from reportsvc.worker import Worker
 
@@ -71,8 +70,9 @@ async def running_worker(
     concurrency: int | None = None,
     **config: object,
 ) -> AsyncIterator[Worker]:
-    """A worker on the test's event loop; `config` overrides WorkerConfig fields."""
-    model = OpenAIChatModel(create_openai_client(settings))
+    """A worker on the test's event loop; `config` overrides WorkerConfig fields. Its model
+    calls share the quota in the database, as a worker process's do."""
+    model = await model_client(settings, stores.queue.pool)
     worker = Worker(
         stores.queue,
         stores.operations,

@@ -32,7 +32,7 @@ async def job_statuses(pool: asyncpg.Pool) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
-async def test_429s_with_retry_after_are_waited_out_by_the_sdk(
+async def test_a_429_pauses_the_model_and_its_steps_try_again_after_the_pause(
     stores: Stores, database_url: str, fake_llm: FakeLLMThread, pool: asyncpg.Pool
 ) -> None:
     fake_llm.configure(FakeConfig(section=Faults(fail_first=6, error_status=429, retry_after=0.2)))
@@ -43,8 +43,11 @@ async def test_429s_with_retry_after_are_waited_out_by_the_sdk(
     assert await job_statuses(pool) == {"completed": 2}
     stats = fake_llm.stats()
     assert stats.statuses["429"] == 6
-    # The SDK retried inside the calls: no step needed a second attempt.
-    assert await pool.fetchval("SELECT max(attempts) FROM steps") == 1
+    # The SDK did not retry the 429s (each was one call); the steps that got one tried
+    # again once the model's pause was over, as a second attempt.
+    assert stats.calls["section"] == 2 * 4 + 6
+    assert await pool.fetchval("SELECT sum(attempts - 1) FROM steps WHERE kind = 'section'") == 6
+    assert await pool.fetchval("SELECT rate_limited FROM model_quotas") == 6
 
 
 async def test_endless_429s_fail_the_job_with_a_rate_limit_message(

@@ -52,6 +52,8 @@ async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: st
         "steps",
         "api_tokens",
         "admission",
+        "fair_turns",
+        "model_quotas",
         "alembic_version",
     }
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
@@ -105,6 +107,8 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
         "steps",
         "api_tokens",
         "admission",
+        "fair_turns",
+        "model_quotas",
         "alembic_version",
     }
 

@@ -71,7 +71,7 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
         await conn.execute("ANALYZE jobs")
         await conn.execute("ANALYZE steps")
 
-        nodes = await explain(conn, "claim_steps", "w", 10, 30.0)
+        nodes = await explain(conn, "claim_steps", "w", 10, 30.0, 0)
         scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "steps"}
         assert "steps_claim_idx" in scans
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]

@@ -405,7 +405,19 @@ def status(api: str, limit: int, state: str | None) -> None:
 )
 @click.option("--retry-after", default=1.0, show_default=True, help="Retry-After on 429s (s).")
 @click.option("--hang-rate", default=0.0, show_default=True, help="Share of calls that hang.")
-def fake_llm(
+@click.option(
+    "--rpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="A provider's limit: requests a minute (429 beyond, with Retry-After).",
+)
+@click.option(
+    "--tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="A provider's limit: tokens a minute (prompt + max_tokens per request).",
+)
+def fake_llm(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
     host: str,
     port: int,
     latency: float,
@@ -414,11 +426,14 @@ def fake_llm(
     rate_limit_rate: float,
     retry_after: float,
     hang_rate: float,
+    rpm: float | None,
+    tpm: float | None,
 ) -> None:
     """Run the built-in stand-in model: an OpenAI-compatible server with placeholder text.
 
     Point workers at it with OPENAI_BASE_URL=http://HOST:PORT/v1. Change its behaviour
-    while it runs with PUT /fake/config; read call counts from GET /fake/stats.
+    while it runs with PUT /fake/config; read call counts from GET /fake/stats. With --rpm
+    or --tpm it limits its callers as a provider does, with x-ratelimit-* headers.
     """
     from reportsvc.llm.fake import FakeConfig, FakeLLM, Faults, serve  # noqa: PLC0415
 
@@ -432,7 +447,7 @@ def fake_llm(
         retry_after=retry_after if rate_limit_rate else None,
         hang_rate=hang_rate,
     )
-    fake = FakeLLM(FakeConfig(outline=faults, section=faults))
+    fake = FakeLLM(FakeConfig(outline=faults, section=faults, rpm=rpm, tpm=tpm))
 
     async def run() -> None:
         runner, bound = await serve(fake, host, port)

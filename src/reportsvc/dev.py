@@ -25,10 +25,15 @@ from reportsvc.api.server import server_options
 from reportsvc.db import migrate
 from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
-from reportsvc.llm.client import OpenAIChatModel, create_openai_client
 from reportsvc.llm.fake import FakeLLM, serve
 from reportsvc.queue.notifications import Publisher
-from reportsvc.runtime import build_worker, report_pipeline, webhook_sender, worker_config
+from reportsvc.runtime import (
+    build_worker,
+    model_client,
+    report_pipeline,
+    webhook_sender,
+    worker_config,
+)
 from reportsvc.settings import Settings
 
 log = structlog.get_logger("reportsvc.dev")
@@ -92,7 +97,7 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
         )
     )
     pool = await create_pool(settings.require_database_url(), application_name="reportsvc-worker")
-    model = OpenAIChatModel(create_openai_client(settings))
+    model = await model_client(settings, pool)
     publisher = Publisher(pool)
     sender = webhook_sender(settings, pool, publisher)
     runner = report_pipeline(settings, model, deliveries=sender)

@@ -35,10 +35,11 @@ class StepError(ReportSvcError):
     `completion_tokens` what a call that did answer (with something unusable) consumed.
     `retry_in`, when given, is when the runner wants the next attempt (seconds): it keeps
     its own schedule and attempt limit (a webhook's), instead of the worker's. For a
-    webhook delivery, `status` is the receiver's answer.
+    webhook delivery, `status` is the receiver's answer. `not_before` keeps the worker's
+    schedule and attempt limit but no sooner than that (a 429's pause).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one argument per fact an outcome records
         self,
         message: str,
         *,
@@ -49,8 +50,10 @@ class StepError(ReportSvcError):
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         retry_in: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__(message)
+        self.not_before = not_before
         self.detail = detail
         self.retryable = retryable
         # For metrics: rate_limited, timeout, connection, server_error, rejected,
@@ -67,3 +70,13 @@ def shorten(text: str, limit: int) -> str:
     """`text` on one line, cut to at most `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class QuotaExhausted(ReportSvcError):  # noqa: N818 - a state to wait out, not an error
+    """The model's quota is spent for now: the step goes back to the queue, its attempt
+    not counted, until `retry_in` seconds from now."""
+
+    def __init__(self, model: str, retry_in: float) -> None:
+        super().__init__(f"the quota of model {model!r} is spent for {retry_in:.1f} s")
+        self.model = model
+        self.retry_in = retry_in

@@ -129,6 +129,19 @@ class JobStatus(CamelStruct):
     ) = UNSET
     created_at: datetime | UnsetType = UNSET
     finished_at: datetime | UnsetType = UNSET
+    # While processing: what the job waits for when it is not moving (its model's quota).
+    waiting_for: (
+        Annotated[
+            Literal["quota"],
+            msgspec.Meta(
+                description=(
+                    "Present while a step waits for its model's quota (MODEL_RATE_LIMITS, or "
+                    "the provider's own limits): the job is not stuck, its turn is coming."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     # Only for a job created with a webhookUrl (and never inside a webhook's own body).
     webhook: WebhookStatus | UnsetType = UNSET
 
@@ -179,20 +192,10 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     if (shortfall := outline_shortfall(job)) is not None:
         status.outline_shortfall = shortfall
     if public == "completed":
-        outline = job.outline or []
         status.progress = 1.0
-        status.report = Report(
-            topic=job.topic,
-            outline=outline,
-            sections={title: job.done_sections[title] for title in outline},
-        )
-        if job.summary is not None:
-            status.report.summary = job.summary
+        status.report = _report(job)
     elif public == "processing":
-        status.progress = progress(job.status, job.sections_total, job.sections_done)
-        if job.outline is not None:
-            status.outline = job.outline
-            status.partial_sections = job.done_sections
+        _in_progress(job, status)
     else:
         status.error = job.error or (
             failures.CANCELLED if public == "cancelled" else "unknown error"
@@ -202,6 +205,29 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     if job.webhook_url is not None:
         status.webhook = webhook_status(job.webhook_url, job.webhook)
     return status
+
+
+def _report(job: JobRow) -> Report:
+    outline = job.outline or []
+    report = Report(
+        topic=job.topic,
+        outline=outline,
+        sections={title: job.done_sections[title] for title in outline},
+    )
+    if job.summary is not None:
+        report.summary = job.summary
+    return report
+
+
+def _in_progress(job: JobRow, status: JobStatus) -> None:
+    """What a job under way shows: progress, the outline and the sections written so far,
+    and what it waits for."""
+    status.progress = progress(job.status, job.sections_total, job.sections_done)
+    if job.waiting_for_quota:
+        status.waiting_for = "quota"
+    if job.outline is not None:
+        status.outline = job.outline
+        status.partial_sections = job.done_sections
 
 
 def outline_shortfall(job: JobRow) -> OutlineShortfall | None:

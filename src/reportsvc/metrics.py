@@ -60,3 +60,36 @@ WEBHOOK_DELIVERIES: Final = Counter(
     "410 Gone, a refused address, or the retry window ran out).",
     ["outcome"],
 )
+
+# --- the shared model quota (workers) ---------------------------------------------------
+QUOTA_WAIT_SECONDS: Final = Histogram(
+    "reportsvc_quota_wait_seconds",
+    "How long model calls waited for their share of the model's quota, by model.",
+    ["model"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+QUOTA_EXHAUSTED: Final = Counter(
+    "reportsvc_quota_exhausted",
+    "Steps given back to the queue because their model's quota was spent for longer than "
+    "QUOTA_WAIT_SECONDS, by model.",
+    ["model"],
+)
+MODEL_RATE_LIMITED: Final = Counter(
+    "reportsvc_model_rate_limited", "Answers 429 from the model service, by model.", ["model"]
+)
+# --- read from the database by the API -----------------------------------------------------
+QUOTA_LIMIT: Final = Gauge(
+    "reportsvc_model_quota_limit",
+    "A model's limit per minute (configured or learned), by unit: requests, tokens.",
+    ["model", "unit"],
+)
+QUOTA_REMAINING: Final = Gauge(
+    "reportsvc_model_quota_remaining",
+    "What the provider's last answer said is left, by model and unit.",
+    ["model", "unit"],
+)
+QUOTA_PAUSED_SECONDS: Final = Gauge(
+    "reportsvc_model_quota_paused_seconds",
+    "How long a model is still paused for after a 429, by model.",
+    ["model"],
+)

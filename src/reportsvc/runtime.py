@@ -16,6 +16,7 @@ from reportsvc.pipeline.runner import ReportPipeline
 from reportsvc.process import dump_tasks, freeze_startup_objects
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
+from reportsvc.queue.quotas import QuotaStore
 from reportsvc.queue.reports import ReportStore
 from reportsvc.queue.steps import StepQueue
 from reportsvc.settings import Settings
@@ -61,7 +62,16 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         listen_notify=settings.listen_notify,
         prune_after_seconds=settings.prune_after_seconds,
+        max_running_steps_per_owner=settings.max_running_steps_per_owner,
     )
+
+
+async def model_client(settings: Settings, pool: asyncpg.Pool) -> OpenAIChatModel:
+    """The model client of a worker: its calls share each model's quota with every other
+    worker through the database (MODEL_RATE_LIMITS, or what the provider's headers say)."""
+    quotas = QuotaStore(pool, horizon=settings.quota_wait_seconds)
+    await quotas.configure(settings.model_rate_limits)
+    return OpenAIChatModel(create_openai_client(settings), quotas)
 
 
 def report_pipeline(
@@ -108,8 +118,10 @@ async def run_worker(
         # A thread of prometheus_client's serving /metrics; the counters are thread-safe.
         start_http_server(settings.worker_metrics_port, settings.worker_metrics_host)
         log.info("serving metrics", port=settings.worker_metrics_port)
-    model = OpenAIChatModel(create_openai_client(settings))
+    client = create_openai_client(settings)  # refuses to start without a model configured
+    await client.close()
     pool = await _connect(settings)
+    model = await model_client(settings, pool)
     publisher = Publisher(pool)
     sender = webhook_sender(settings, pool, publisher)
     runner = runner or report_pipeline(settings, model, deliveries=sender)
@@ -133,8 +145,8 @@ async def run_worker(
         await worker.run()
     finally:
         await sender.close()
+        await model.close()  # before the pool: the quota's last settlements use it
         await pool.close()
-        await model.close()
 
 
 async def _connect(settings: Settings) -> asyncpg.Pool:

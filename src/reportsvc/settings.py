@@ -23,6 +23,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 
 
+_RATE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*(rpm|tpm)$")
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SECONDS_PER: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -110,6 +111,15 @@ class Settings(BaseSettings):
     openai_allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # USD per million tokens, input/output, by model: "gpt-4o-mini=0.15/0.60,gpt-4o=2.5/10".
     openai_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(default_factory=dict)
+    # Each model's rate limit, shared by every worker: "MODEL=500rpm/200000tpm,MODEL2=60rpm"
+    # (requests and tokens per minute, each optional). Unset: learned from the provider's
+    # x-ratelimit headers.
+    model_rate_limits: Annotated[dict[str, tuple[float | None, float | None]], NoDecode] = Field(
+        default_factory=dict
+    )
+    # A call may wait this long for its share of the quota while its step holds a lease;
+    # a longer wait sends the step back to the queue until then.
+    quota_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     # How outlines are asked for: strict json_schema, json_object_schema (llama.cpp's
     # json_object with a schema), json_object (JSON mode), or text (a list); auto starts
     # with json_schema and steps down when a server refuses it.
@@ -149,6 +159,8 @@ class Settings(BaseSettings):
 
     # --- worker -----------------------------------------------------------------------
     worker_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    # The most steps of one owner (API token) running at once in the cluster; 0: no bound.
+    max_running_steps_per_owner: Annotated[int, Field(ge=0, le=100_000)] = 0
     claim_batch_size: Annotated[int, Field(ge=1, le=1000)] = 32
     lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 15.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
@@ -246,6 +258,33 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not MODEL=INPUT/OUTPUT (USD per 1M tokens)")
             prices[model.strip()] = (float(prompt), float(completion))
         return prices
+
+    @field_validator("model_rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, tuple[float | None, float | None]] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            model, sep, spec = item.partition("=")
+            rpm = tpm = None
+            for part in filter(None, (p.strip().lower() for p in spec.split("/"))):
+                match = _RATE.match(part)
+                if match is None:
+                    raise ValueError(
+                        f"{item!r} is not MODEL=<n>rpm/<n>tpm (requests, tokens per minute)"
+                    )
+                number, unit = float(match.group(1)), match.group(2)
+                if unit == "rpm":
+                    rpm = number
+                else:
+                    tpm = number
+            if not (sep and model.strip() and (rpm or tpm)):
+                raise ValueError(
+                    f"{item!r} is not MODEL=<n>rpm/<n>tpm (requests, tokens per minute)"
+                )
+            limits[model.strip()] = (rpm, tpm)
+        return limits
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -15,6 +15,9 @@ from reportsvc.metrics import (
     QUEUE_READY,
     QUEUE_RETRYING,
     QUEUE_RUNNING,
+    QUOTA_LIMIT,
+    QUOTA_PAUSED_SECONDS,
+    QUOTA_REMAINING,
 )
 from reportsvc.queue.operations import OperationsStore
 
@@ -53,3 +56,13 @@ class QueueMetrics:
             QUEUE_OLDEST_SECONDS.labels(kind.value).set(stats.oldest_seconds)
             QUEUE_RETRYING.labels(kind.value).set(stats.retrying)
             QUEUE_RUNNING.labels(kind.value).set(stats.running)
+        for quota in await self._store.quota_state():
+            for unit, limit, remaining in (
+                ("requests", quota.rpm, quota.remaining_requests),
+                ("tokens", quota.tpm, quota.remaining_tokens),
+            ):
+                if limit is not None:
+                    QUOTA_LIMIT.labels(quota.model, unit).set(limit)
+                if remaining is not None:
+                    QUOTA_REMAINING.labels(quota.model, unit).set(remaining)
+            QUOTA_PAUSED_SECONDS.labels(quota.model).set(quota.paused_for)

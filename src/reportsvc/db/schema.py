@@ -25,9 +25,11 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -101,6 +103,9 @@ jobs = Table(
     # Where the job's webhook events are POSTed (NULL: none). Checked by the API (scheme,
     # length, addresses); each ending queues a `webhook` step (trigger jobs_webhook_event).
     Column("webhook_url", Text),
+    # The job's place among its owner's and everyone's (migration 0007): its steps are
+    # claimed in turn order, so owners with queued work take turns.
+    Column("turn", BigInteger, nullable=False, server_default=text("0")),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -112,6 +117,8 @@ jobs = Table(
     ),
     # The rescuer fails unfinished jobs past their deadline.
     Index("jobs_deadline_idx", "deadline_at", postgresql_where=text(ACTIVE_JOBS)),
+    # The oldest turn under way: where a newcomer's turns start.
+    Index("jobs_turn_idx", "turn", postgresql_where=text(ACTIVE_JOBS)),
     # Listing, newest first, with a keyset cursor on (created_at, id).
     Index("jobs_created_at_idx", "created_at", "id"),
     # `reportsvc prune` deletes finished jobs oldest first (migration 0002).
@@ -155,6 +162,10 @@ steps = Table(
     # Claim order: 0 for the steps of reports under way (sections, summaries), 1 for the
     # outlines of new reports, so that reports already started finish first.
     Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    # The job's turn (a copy, so the claim reads one index in order).
+    Column("turn", BigInteger, nullable=False, server_default=text("0")),
+    # Why a queued step is not running yet: 'quota' while its model's quota is spent.
+    Column("waiting_for", Text),
     # Sections: the outline title; the summary: 'Summary'; the outline: none; a webhook
     # delivery: its event type ('report.completed', 'report.failed', 'report.cancelled').
     Column("title", Text),
@@ -187,6 +198,7 @@ steps = Table(
     # how many finished steps the table holds, and it is in claim order.
     Index(
         "steps_claim_idx",
+        "turn",
         "priority",
         "run_after",
         "id",
@@ -208,6 +220,37 @@ admission = Table(
     Column("scope", Text, primary_key=True),
     Column("counted", BigInteger, nullable=False),
     Column("admitted", BigInteger, nullable=False),
+)
+
+# Each owner's next turn ('' for jobs without a token, '*' for anyone's), migration 0007.
+fair_turns = Table(
+    "fair_turns",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("next_turn", BigInteger, nullable=False),
+)
+
+# Each model's rate limit and the state of its buckets, shared by every worker (0007);
+# the view model_quota_state reads it in words.
+model_quotas = Table(
+    "model_quotas",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("rpm", Float),
+    Column("tpm", Float),
+    Column("source", Text, nullable=False),
+    Column("request_tat", DateTime(timezone=True)),
+    Column("token_tat", DateTime(timezone=True)),
+    Column("paused_until", DateTime(timezone=True)),
+    Column("learning_until", DateTime(timezone=True)),
+    Column("learned", Boolean, nullable=False, server_default=text("false")),
+    Column("remaining_requests", BigInteger),
+    Column("remaining_tokens", BigInteger),
+    Column("requests_reset_at", DateTime(timezone=True)),
+    Column("tokens_reset_at", DateTime(timezone=True)),
+    Column("rate_limited", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("source IN ('configured', 'headers')", name="source"),
 )
 
 api_tokens = Table(

@@ -1,18 +1,22 @@
 """The one place that talks to the model: the official `openai` SDK's `AsyncOpenAI`.
 
-The SDK already retries connection errors, 408/409/429 and 5xx with exponential backoff and
-honours `Retry-After`; we configure it (`OPENAI_MAX_RETRIES`, `OPENAI_TIMEOUT`) rather than
-wrap a second retry loop around it. What is left after its retries becomes a `StepError`
-whose `retryable` flag tells the worker whether to schedule another attempt of the step.
+The SDK already retries connection errors, 408/409 and 5xx with exponential backoff; we
+configure it (`OPENAI_MAX_RETRIES`, `OPENAI_TIMEOUT`) rather than wrap a second retry loop
+around it. 429s are the exception: each call first takes its share of the model's quota,
+shared by every worker (a `RateGate`), and a 429 pauses the model for all of them instead
+of being retried by the SDK. What is left after its retries becomes a `StepError` whose
+`retryable` flag tells the worker whether to schedule another attempt of the step.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from typing import Any, Final
 
+import httpx2
 import msgspec
 import openai
 import structlog
@@ -20,8 +24,22 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from reportsvc.domain import Usage
 from reportsvc.errors import StepError
-from reportsvc.metrics import MODEL_CALL_ERRORS, MODEL_CALL_SECONDS, MODEL_TOKENS
+from reportsvc.metrics import (
+    MODEL_CALL_ERRORS,
+    MODEL_CALL_SECONDS,
+    MODEL_RATE_LIMITED,
+    MODEL_TOKENS,
+    QUOTA_WAIT_SECONDS,
+)
 from reportsvc.pipeline.model import ChatReply, ChatRequest
+from reportsvc.quota import (
+    Grant,
+    RateGate,
+    Unlimited,
+    estimate_prompt_tokens,
+    rate_limits,
+    retry_after,
+)
 from reportsvc.settings import Settings
 
 log = structlog.get_logger("reportsvc.llm")
@@ -29,6 +47,22 @@ log = structlog.get_logger("reportsvc.llm")
 # Used when OPENAI_BASE_URL points at a server that needs no key (Ollama, vLLM, the
 # built-in stand-in model). The SDK refuses to start without some key.
 NO_KEY = "not-needed"
+
+
+# Tokens booked for an answer when a request sets no max_tokens.
+COMPLETION_BOOKING: Final = 1024
+# How long the cluster leaves a model alone after a 429 that does not say.
+DEFAULT_PAUSE_SECONDS: Final = 1.0
+
+
+class QuotaAwareOpenAI(AsyncOpenAI):
+    """The SDK's client, but a 429 is not retried inside the call: the shared quota
+    (`RateGate`) pauses the model for every worker instead, so retries do not multiply
+    429s (each of which a provider counts against the limit). Every other retry (408,
+    409, 5xx, connection errors) stays the SDK's."""
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        return response.status_code != 429 and super()._should_retry(response)
 
 
 def create_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -40,7 +74,7 @@ def create_openai_client(settings: Settings) -> AsyncOpenAI:
             "OpenAI-compatible server (Ollama, vLLM, or `reportsvc fake-llm`).",
             retryable=False,
         )
-    return AsyncOpenAI(
+    return QuotaAwareOpenAI(
         api_key=api_key or NO_KEY,
         base_url=settings.openai_base_url,
         timeout=settings.openai_timeout,
@@ -85,10 +119,12 @@ class OpenAIChatModel:
     (DEVLOG.md, "The model client").
     """
 
-    def __init__(self, client: AsyncOpenAI) -> None:
+    def __init__(self, client: AsyncOpenAI, gate: RateGate | None = None) -> None:
         self._client = client
+        self._gate = gate or Unlimited()
 
     async def close(self) -> None:
+        await self._gate.close()
         await self._client.close()
 
     @property
@@ -97,9 +133,16 @@ class OpenAIChatModel:
         return str(self._client.base_url)
 
     async def chat(self, request: ChatRequest) -> ChatReply:
+        """One call, sent when the model's shared quota has a share for it (`RateGate`);
+        `QuotaExhausted` when it will not have one soon."""
+        prompt = estimate_prompt_tokens([m.content for m in request.messages])
+        grant = await self._gate.acquire(request.model, prompt + _booked_completion(request))
+        if grant.wait > 0:
+            QUOTA_WAIT_SECONDS.labels(request.model).observe(grant.wait)
+            await asyncio.sleep(grant.wait)
         started = time.perf_counter()
         try:
-            reply = await self._chat(request)
+            reply = await self._chat(request, grant)
         except StepError as exc:
             MODEL_CALL_ERRORS.labels(request.purpose, exc.kind).inc()
             # The service's own words are for operators only: the message a client reads
@@ -120,7 +163,7 @@ class OpenAIChatModel:
         MODEL_TOKENS.labels(request.model, "completion").inc(reply.usage.completion_tokens)
         return reply
 
-    async def _chat(self, request: ChatRequest) -> ChatReply:
+    async def _chat(self, request: ChatRequest, grant: Grant) -> ChatReply:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -132,11 +175,19 @@ class OpenAIChatModel:
         if request.temperature is not None:
             body["temperature"] = request.temperature
         try:
-            raw = await self._client.post("/chat/completions", cast_to=bytes, body=body)
+            response = await self._client.post(
+                "/chat/completions", cast_to=httpx2.Response, body=body
+            )
+        except openai.RateLimitError as exc:
+            raise await self._rate_limited(request, exc) from exc
         except openai.APIError as exc:
+            # The call is over: what the provider said about its limits still counts, and
+            # a call learning a model's limits must let the next one try.
+            headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
+            await self._gate.settle(request.model, grant, grant.tokens, rate_limits(headers))
             raise classify_error(exc, structured=request.response_format is not None) from exc
         try:
-            completion = _decode(raw)
+            completion = _decode(response.content)
         except msgspec.DecodeError as exc:
             raise StepError(
                 "the model service sent an answer that is not a chat completion",
@@ -155,6 +206,10 @@ class OpenAIChatModel:
                 detail=choice.message.refusal,
             )
         usage = completion.usage or _Usage()
+        # What the provider counts against its token limit: the prompt, and max_tokens
+        # when the request set it (providers book it when the call arrives).
+        counted = usage.prompt_tokens + (request.max_tokens or usage.completion_tokens)
+        await self._gate.settle(request.model, grant, counted, rate_limits(response.headers))
         return ChatReply(
             content=choice.message.content or "",
             finish_reason=choice.finish_reason or "stop",
@@ -162,6 +217,35 @@ class OpenAIChatModel:
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
             ),
         )
+
+    async def _rate_limited(self, request: ChatRequest, exc: openai.RateLimitError) -> StepError:
+        """A 429: every worker leaves the model alone until the provider says; this step
+        tries again then (the attempt counts: the call was made)."""
+        headers = exc.response.headers
+        limits = rate_limits(headers)
+        asked = retry_after(headers)
+        if asked is None:
+            asked = limits.spent_until
+        pause = await self._gate.rate_limited(
+            request.model, DEFAULT_PAUSE_SECONDS if asked is None else asked, limits
+        )
+        MODEL_RATE_LIMITED.labels(request.model).inc()
+        return StepError(
+            "the model service is rate limiting requests (429)",
+            retryable=True,
+            kind="rate_limited",
+            status=429,
+            detail=_short_detail(exc),
+            not_before=pause,
+        )
+
+
+def _booked_completion(request: ChatRequest) -> int:
+    return request.max_tokens or COMPLETION_BOOKING
+
+
+def _short_detail(exc: openai.APIError) -> str:
+    return " ".join(str(exc).split())[:500]
 
 
 _decode = msgspec.json.Decoder(_Completion).decode

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import re
 import threading
@@ -126,6 +127,12 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     section_words: int = 60
     # Appended to every section, e.g. HTML, to test that clients show it as text.
     section_markup: str = ""
+    # A provider's rate limit, requests and tokens a minute (None: none): token buckets
+    # holding one second's worth, 429 with retry-after-ms and Retry-After beyond them, and
+    # x-ratelimit-* headers on every answer when set (or when `limit_headers`).
+    rpm: float | None = None
+    tpm: float | None = None
+    limit_headers: bool = False
     seed: int | None = None
 
 
@@ -141,6 +148,37 @@ class Stats(msgspec.Struct):
     last_request: dict[str, Any] | None = None
     # The last request of each kind (outline, section, summary).
     last_requests: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # Tokens counted against a tokens-per-minute limit by the requests served.
+    booked_tokens: int = 0
+
+
+class _Bucket:
+    """A provider's token bucket: `per_minute` a minute, refilled continuously, holding one
+    second's worth. A request that costs more than that goes when the bucket is full, and
+    leaves it in debt."""
+
+    def __init__(self, per_minute: float, now: float) -> None:
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.at = now
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + max(0.0, now - self.at) * self.rate)
+        self.at = max(self.at, now)
+
+    def wait_for(self, cost: float) -> float:
+        """Seconds until `cost` may be taken (0: now)."""
+        needed = min(cost, self.capacity)
+        return 0.0 if self.level >= needed else (needed - self.level) / self.rate
+
+    def reset_in(self) -> float:
+        return max(0.0, (self.capacity - self.level) / self.rate)
+
+
+def _reset(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms" if seconds < 1 else f"{seconds:.3f}s"
 
 
 class FakeLLM:
@@ -161,7 +199,11 @@ class FakeLLM:
         self._last_requests: dict[str, dict[str, Any]] = {}
         # (wall-clock time, topic) of each outline request, for the pickup benchmark.
         self._arrivals: list[tuple[float, str]] = []
+        # (wall-clock time, kind, status) of every call, in order: what a provider saw.
+        self._timeline: list[tuple[float, str, int]] = []
         self._hangs_released = asyncio.Event()
+        self._buckets: dict[str, _Bucket] = {}
+        self._booked_tokens = 0
 
     # --- control ----------------------------------------------------------------------
 
@@ -169,6 +211,7 @@ class FakeLLM:
         self.config = config
         if config.seed is not None:
             self._rng.seed(config.seed)
+        self._buckets = {}
 
     def release_hangs(self) -> None:
         """End every hanging call now, and let future hangs hang again."""
@@ -186,6 +229,8 @@ class FakeLLM:
             counter.clear()
         self._max_in_flight = self._in_flight
         self._arrivals.clear()
+        self._timeline.clear()
+        self._booked_tokens = 0
         self._last_requests.clear()
         self._last_request = None
 
@@ -200,7 +245,12 @@ class FakeLLM:
             models=dict(self._models),
             last_request=self._last_request,
             last_requests=dict(self._last_requests),
+            booked_tokens=self._booked_tokens,
         )
+
+    def timeline(self) -> list[tuple[float, str, int]]:
+        """When each call arrived (wall-clock), its kind, and the status it was answered."""
+        return list(self._timeline)
 
     def take_arrivals(self) -> list[tuple[float, str]]:
         """`time.time()` and topic of each outline request since the last call."""
@@ -219,6 +269,7 @@ class FakeLLM:
         app.router.add_get("/fake/stats", self._get_stats)
         app.router.add_post("/fake/reset", self._post_reset)
         app.router.add_post("/fake/arrivals", self._take_arrivals)
+        app.router.add_get("/fake/timeline", self._get_timeline)
         return app
 
     async def _models_list(self, _request: web.Request) -> web.Response:
@@ -239,6 +290,9 @@ class FakeLLM:
 
     async def _take_arrivals(self, _request: web.Request) -> web.Response:
         return _json(self.take_arrivals())
+
+    async def _get_timeline(self, _request: web.Request) -> web.Response:
+        return _json(self.timeline())
 
     async def _post_reset(self, _request: web.Request) -> web.Response:
         self.reset()
@@ -267,16 +321,27 @@ class FakeLLM:
         self._models[str(body.get("model"))] += 1
         if kind == "section":
             self._section_calls[_section_key(user)] += 1
+        limited, headers = self._rate_limit(body, system + user)
+        if limited is not None:
+            self._statuses["429"] += 1
+            self._log(arrived, kind, 429)
+            return limited
         self._in_flight += 1
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
             response = await self._answer(kind, body, system, user)
         finally:
             self._in_flight -= 1
+        response.headers.update(headers)
         self._statuses[str(response.status)] += 1
+        self._log(arrived, kind, response.status)
         if response.status == 200:
             self._answered[kind] += 1
         return response
+
+    def _log(self, arrived: float, kind: str, status: int) -> None:
+        self._timeline.append((arrived, kind, status))
+        del self._timeline[:-20_000]
 
     async def _answer(
         self, kind: Kind, body: dict[str, Any], system: str, user: str
@@ -337,6 +402,49 @@ class FakeLLM:
                 "'msg': 'Extra inputs are not permitted', 'input': {...}}"
             )
         return None
+
+    def _rate_limit(
+        self, body: dict[str, Any], prompt: str
+    ) -> tuple[web.Response | None, dict[str, str]]:
+        """A 429 when the request does not fit the provider's buckets; the x-ratelimit-*
+        headers either way. A request costs one request and, in tokens, its prompt and its
+        max_tokens (what providers book when a call arrives)."""
+        cfg = self.config
+        limits = {"requests": cfg.rpm, "tokens": cfg.tpm}
+        if not (cfg.rpm or cfg.tpm or cfg.limit_headers):
+            return None, {}
+        max_tokens = body.get("max_tokens")
+        costs = {
+            "requests": 1.0,
+            "tokens": float(max(1, len(prompt) // 4))
+            + (max_tokens if isinstance(max_tokens, int) else 256),
+        }
+        now = time.monotonic()
+        waits = {}
+        for unit, per_minute in limits.items():
+            if per_minute:
+                bucket = self._buckets.get(unit)
+                if bucket is None or bucket.per_minute != per_minute:
+                    bucket = self._buckets[unit] = _Bucket(per_minute, now)
+                bucket.refill(now)
+                waits[unit] = bucket.wait_for(costs[unit])
+        wait = max(waits.values(), default=0.0)
+        if wait == 0:
+            for unit in waits:
+                self._buckets[unit].level -= costs[unit]
+            self._booked_tokens += int(costs["tokens"])
+        headers: dict[str, str] = {}
+        for unit, bucket in self._buckets.items():
+            headers[f"x-ratelimit-limit-{unit}"] = f"{bucket.per_minute:g}"
+            headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(bucket.level)))
+            headers[f"x-ratelimit-reset-{unit}"] = _reset(bucket.reset_in())
+        if wait == 0:
+            return None, headers
+        headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+        headers["retry-after"] = str(max(1, math.ceil(wait)))
+        unit = max(waits, key=lambda u: waits[u])
+        refusal = _error(429, unit, f"Rate limit reached for {unit} (stand-in model)", headers)
+        return refusal, headers
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -557,6 +665,11 @@ class FakeLLMThread:
 
     def stats(self) -> Stats:
         return asyncio.run_coroutine_threadsafe(_call(self.fake.stats), self._loop).result(
+            timeout=10
+        )
+
+    def timeline(self) -> list[tuple[float, str, int]]:
+        return asyncio.run_coroutine_threadsafe(_call(self.fake.timeline), self._loop).result(
             timeout=10
         )
 

@@ -46,6 +46,18 @@ class StepStats(msgspec.Struct, frozen=True):
     running: int = 0
 
 
+class QuotaState(msgspec.Struct, frozen=True):
+    """A model's quota as metrics show it."""
+
+    model: str
+    rpm: float | None
+    tpm: float | None
+    remaining_requests: int | None
+    remaining_tokens: int | None
+    rate_limited: int
+    paused_for: float
+
+
 class OperationsStore:
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self.pool = pool
@@ -112,6 +124,9 @@ class OperationsStore:
             if r["status"] is not None
         ]
         return WebhookRetry(retried, rows[0]["webhook_url"], deliveries)
+
+    async def quota_state(self) -> list[QuotaState]:
+        return [QuotaState(*r) for r in await self.pool.fetch(Q["quota_state"])]
 
     async def schema_revision(self) -> str | None:
         """The migration the database is at (None: not migrated)."""

@@ -114,3 +114,12 @@ SELECT j.webhook_url, s.title, s.status, s.attempts, s.last_status_code, s.last_
 FROM jobs j LEFT JOIN steps s ON s.job_id = j.id AND s.kind = 'webhook'
 WHERE j.id = $1
 ORDER BY s.position DESC;
+
+
+-- name: quota_state
+-- Every model's quota (migration 0007), for metrics: its limits, the provider's last word
+-- on what is left, how many 429s it answered, and how long the model is still paused.
+SELECT model, rpm, tpm, remaining_requests, remaining_tokens, rate_limited,
+       greatest(extract(epoch FROM paused_until - now()), 0)::float8 AS paused_for
+FROM model_quotas
+ORDER BY model;

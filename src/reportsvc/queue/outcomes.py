@@ -30,11 +30,15 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Released(msgspec.Struct, frozen=True):
-    """Given back without a result: to the queue on shutdown (`requeue`), or abandoned
-    because its job ended or another worker took the step over."""
+    """Given back without a result, the attempt not counted: to the queue (`requeue`) on
+    shutdown or while its model's quota is spent, or abandoned because its job ended or
+    another worker took the step over."""
 
     step: Step
     requeue: bool
+    # Seconds before it may be claimed again, and why it waits ('quota').
+    delay: float = 0.0
+    waiting_for: str | None = None
 
 
 Outcome = Done | Failed | Released

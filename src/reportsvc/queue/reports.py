@@ -49,6 +49,8 @@ class JobRow(msgspec.Struct, frozen=True):
     summary: str | None = None
     # Sections the model stopped because they reached max_tokens.
     truncated: list[str] = msgspec.field(default_factory=list)
+    # A step waits in the queue for its model's quota.
+    waiting_for_quota: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
     webhook_url: str | None = None
@@ -256,6 +258,7 @@ class ReportStore:
             done_sections=dict(zip(titles, contents, strict=True)),
             summary=row["summary"],
             truncated=row["truncated"] or [],
+            waiting_for_quota=row["waiting_for_quota"],
             prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"],
             webhook_url=row["webhook_url"],

@@ -43,22 +43,53 @@ judged AS (
                 WHEN r.nth_of_owner > o.n THEN 'owner_full' END AS refused
     FROM requested r CROSS JOIN room LEFT JOIN owners o ON o.owner = r.owner
 ),
-created AS (
-    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner,
-                      webhook_url)
-    SELECT j.id, j.topic, j.model, j.options, j.idempotency_key,
-           now() + make_interval(secs => j.timeout), j.owner, j.webhook_url
+-- Fair turns (migration 0007): each admitted job takes its owner's next turn, but none
+-- earlier than the oldest job under way (so an owner that was idle does not jump ahead of
+-- work already waiting by more than that), nor than anyone's next turn when nothing is
+-- under way (so idle time is not saved up). Steps are claimed in turn order: owners with
+-- queued work take turns, report by report.
+clock AS (
+    SELECT coalesce((SELECT turn FROM jobs WHERE status IN ({active_jobs})
+                     ORDER BY turn LIMIT 1),
+                    (SELECT next_turn FROM fair_turns WHERE owner = '*'),
+                    0) AS turn
+),
+admitted AS (
+    SELECT j.*, coalesce(j.owner, '') AS turn_owner,
+           row_number() OVER (PARTITION BY coalesce(j.owner, '') ORDER BY j.ord) - 1 AS nth_turn
     FROM judged j
     WHERE j.refused IS NULL
-    ORDER BY j.ord
+),
+first_turns AS (
+    SELECT a.turn_owner, greatest(c.turn, coalesce(f.next_turn, 0)) AS turn,
+           count(*) AS n
+    FROM admitted a CROSS JOIN clock c LEFT JOIN fair_turns f ON f.owner = a.turn_owner
+    GROUP BY a.turn_owner, c.turn, f.next_turn
+),
+created AS (
+    INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner,
+                      webhook_url, turn)
+    SELECT a.id, a.topic, a.model, a.options, a.idempotency_key,
+           now() + make_interval(secs => a.timeout), a.owner, a.webhook_url,
+           t.turn + a.nth_turn
+    FROM admitted a JOIN first_turns t ON t.turn_owner = a.turn_owner
+    ORDER BY a.ord
     ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
-    RETURNING id
+    RETURNING id, turn
 ),
--- The outline step of each new job: claimed after the steps of reports already under way.
+-- The outline step of each new job, in the job's turn; within a turn, after the steps of
+-- reports already under way.
 outlines AS (
-    INSERT INTO steps (job_id, kind, priority)
-    SELECT id, 'outline', 1 FROM created
+    INSERT INTO steps (job_id, kind, priority, turn)
+    SELECT id, 'outline', 1, turn FROM created
+),
+advanced AS (
+    INSERT INTO fair_turns AS f (owner, next_turn)
+    SELECT turn_owner, turn + n FROM first_turns
+    UNION ALL
+    SELECT '*', max(turn + n) FROM first_turns HAVING count(*) > 0
+    ON CONFLICT (owner) DO UPDATE SET next_turn = greatest(f.next_turn, excluded.next_turn)
 )
 SELECT j.id, c.id IS NOT NULL AS created, j.refused
 FROM judged j LEFT JOIN created c ON c.id = j.id;
@@ -73,12 +104,13 @@ WHERE idempotency_key = $1 AND coalesce(owner, '') = coalesce($2, '');
 -- name: get_job
 -- $1 job id, $2 owner (NULL: any). Finished sections come along, in outline order, for the
 -- report (or, while the job runs, for partial results), with the summary when there is
--- one, the titles of sections cut short by max_tokens, the tokens of every step, and the
--- latest webhook delivery when the job has a webhook URL.
+-- one, the titles of sections cut short by max_tokens, the tokens of every step, whether a
+-- step waits for its model's quota, and the latest webhook delivery when the job has a
+-- webhook URL.
 SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
        j.sections_done, j.error, j.created_at, j.finished_at,
        st.titles AS done_titles, st.contents AS done_contents, st.summary, st.truncated,
-       st.prompt_tokens, st.completion_tokens, j.webhook_url,
+       st.prompt_tokens, st.completion_tokens, st.waiting_for_quota, j.webhook_url,
        w.status AS webhook_status, w.attempts AS webhook_attempts,
        w.last_status_code AS webhook_status_code, w.last_error AS webhook_error,
        w.run_after AS webhook_run_after
@@ -93,7 +125,9 @@ CROSS JOIN LATERAL (
                FILTER (WHERE s.finish_reason = 'length' AND s.status = 'done'
                        AND s.kind IN ({report_parts})) AS truncated,
            coalesce(sum(s.prompt_tokens), 0)::int AS prompt_tokens,
-           coalesce(sum(s.completion_tokens), 0)::int AS completion_tokens
+           coalesce(sum(s.completion_tokens), 0)::int AS completion_tokens,
+           coalesce(bool_or(s.status = 'queued' AND s.waiting_for = 'quota'), false)
+               AS waiting_for_quota
     FROM steps s
     WHERE s.job_id = j.id
 ) st

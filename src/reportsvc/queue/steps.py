@@ -51,11 +51,15 @@ class StepQueue:
         self.pool = pool
         self.publisher = publisher
 
-    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> Claim:
-        """Up to `limit` steps, leased to `worker_id`: steps of reports under way first,
-        then the outlines of new reports. One round trip (two for a summary step, or when
-        webhook deliveries are among them)."""
-        rows = await self.pool.fetch(Q["claim_steps"], worker_id, limit, lease_seconds)
+    async def claim(
+        self, worker_id: str, limit: int, lease_seconds: float, *, max_running_per_owner: int = 0
+    ) -> Claim:
+        """Up to `limit` steps, leased to `worker_id`, in turn order (owners take turns;
+        within an owner, reports under way before new ones). One round trip (two for a
+        summary step, or when webhook deliveries are among them)."""
+        rows = await self.pool.fetch(
+            Q["claim_steps"], worker_id, limit, lease_seconds, max_running_per_owner
+        )
         steps = [
             Step(
                 id=r[0],
@@ -124,14 +128,16 @@ class StepQueue:
             written.failed_jobs = await self._fail(worker_id, failures_)
             self.publisher.progress(written.failed_jobs)
         for requeue in (True, False):
-            batch = [o.step for o in released if o.requeue is requeue]
+            batch = [o for o in released if o.requeue is requeue]
             if batch:
                 await self.pool.fetchval(
                     Q["release_steps"],
                     worker_id,
-                    [s.id for s in batch],
-                    [s.attempt for s in batch],
+                    [o.step.id for o in batch],
+                    [o.step.attempt for o in batch],
                     requeue,
+                    [o.delay for o in batch],
+                    [o.waiting_for for o in batch],
                 )
         return written
 

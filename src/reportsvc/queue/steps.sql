@@ -9,21 +9,29 @@
 
 
 -- name: claim_steps
--- $1 worker id, $2 how many steps at most, $3 lease (s)
+-- $1 worker id, $2 how many steps at most, $3 lease (s), $4 the most steps one owner may
+-- have running (MAX_RUNNING_STEPS_PER_OWNER; 0: no bound)
 --
 -- Hands out up to $2 ready steps of any kind in one round trip.
 WITH
--- 1. Steps ready to run: queued, and not waiting out a retry backoff. The steps of reports
---    already under way (priority 0: sections, summaries) go before the outlines of new
---    reports (priority 1), so started reports finish first; then oldest first. The partial
---    index steps_claim_idx holds only queued rows, in exactly this order, so this is a
---    short index scan however many finished steps the table holds. SKIP LOCKED lets
---    concurrent workers take disjoint rows without waiting for one another.
+-- 1. Steps ready to run: queued, and not waiting out a retry backoff, in turn order: each
+--    job took a turn when it was created (create_jobs), so owners with work queued take
+--    turns report by report, and an owner's older reports go before its newer ones. Within
+--    a turn, the steps of a report under way (priority 0) go before an outline (1). The
+--    partial index steps_claim_idx holds only queued rows, in exactly this order, so this
+--    is a short index scan however many finished steps the table holds. SKIP LOCKED lets
+--    concurrent workers take disjoint rows without waiting for one another. With a bound
+--    per owner, a step whose owner has that many running is passed over (the count is of
+--    running rows; a claim can exceed the bound by its own size at most).
 ready AS (
-    SELECT id
-    FROM steps
-    WHERE status = 'queued' AND run_after <= now()
-    ORDER BY priority, run_after, id
+    SELECT s.id
+    FROM steps s
+    WHERE s.status = 'queued' AND s.run_after <= now()
+      AND ($4 = 0 OR (SELECT count(*) FROM steps r JOIN jobs rj ON rj.id = r.job_id
+                      WHERE r.status = 'running'
+                        AND rj.owner IS NOT DISTINCT FROM
+                            (SELECT owner FROM jobs WHERE id = s.job_id)) < $4)
+    ORDER BY s.turn, s.priority, s.run_after, s.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
@@ -44,6 +52,7 @@ SET status = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
     attempts = s.attempts
         + CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook' THEN 1 ELSE 0 END,
     started_at = coalesce(s.started_at, now()),
+    waiting_for = NULL,
     finished_at = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
                        THEN NULL ELSE now() END
 FROM ready r, jobs j
@@ -124,12 +133,12 @@ outlined AS (
         started_at = coalesce(j.started_at, d.started_at)
     FROM done d
     WHERE d.kind = 'outline' AND j.id = d.job_id AND j.status = 'outlining'
-    RETURNING j.id, j.outline
+    RETURNING j.id, j.outline, j.turn
 ),
--- ... and one section step per title is queued.
+-- ... and one section step per title is queued, in the job's turn.
 sections_queued AS (
-    INSERT INTO steps (job_id, kind, position, title)
-    SELECT o.id, 'section', t.ord - 1, t.title
+    INSERT INTO steps (job_id, kind, position, title, turn)
+    SELECT o.id, 'section', t.ord - 1, t.title, o.turn
     FROM outlined o, unnest(o.outline) WITH ORDINALITY AS t(title, ord)
     RETURNING job_id
 ),
@@ -158,15 +167,15 @@ counted AS (
     FROM (SELECT job_id, count(*)::int AS n FROM done WHERE kind IN ({report_parts})
           GROUP BY job_id ORDER BY job_id) p
     WHERE j.id = p.job_id
-    RETURNING j.id, j.status, j.sections_done, j.sections_total,
+    RETURNING j.id, j.status, j.sections_done, j.sections_total, j.turn,
               coalesce((j.options ->> 'summary')::boolean, false) AS summary
 ),
 -- A job with a summary pass: when every ordinary section is done, its summary step is
 -- queued (a new row, so no lock is taken after the job's).
 summaries AS (
-    INSERT INTO steps (job_id, kind, position, title)
+    INSERT INTO steps (job_id, kind, position, title, turn)
     -- The summary's position is the outline's length: sections_total counts it as well.
-    SELECT c.id, 'summary', c.sections_total - 1, {summary_title}
+    SELECT c.id, 'summary', c.sections_total - 1, {summary_title}, c.turn
     FROM counted c
     WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
     ON CONFLICT (job_id, kind, position) DO NOTHING
@@ -231,19 +240,23 @@ RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
 
 
 -- name: release_steps
--- $1 worker id, $2 step ids, $3 attempts, $4 true: back to the queue (shutdown; the
--- interrupted attempt is not counted), false: abandoned because the job ended. An
--- abandoned step whose job was retried meanwhile goes back to the queue too.
+-- $1 worker id, $2 step ids, $3 attempts, $4 true: back to the queue (shutdown, or its
+-- model's quota is spent; the interrupted attempt is not counted), false: abandoned
+-- because the job ended, $5 seconds before it may be claimed again, $6 why it waits
+-- ('quota', or NULL). An abandoned step whose job was retried meanwhile goes back to the
+-- queue too.
 WITH released AS (
     UPDATE steps s
     SET status = CASE WHEN $4 OR j.status IN ({active_jobs}) THEN 'queued'
                       ELSE 'cancelled' END,
         attempts = s.attempts - CASE WHEN $4 THEN 1 ELSE 0 END,
-        run_after = now(),
+        run_after = now() + make_interval(secs => i.delay),
+        waiting_for = CASE WHEN $4 THEN i.waiting_for END,
         lease_owner = NULL,
         lease_expires_at = NULL,
         finished_at = CASE WHEN $4 OR j.status IN ({active_jobs}) THEN NULL ELSE now() END
-    FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
+    FROM unnest($2::bigint[], $3::int[], $5::float8[], $6::text[])
+         AS i(id, attempt, delay, waiting_for), jobs j
     WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
       AND j.id = s.job_id
     RETURNING s.id, s.status

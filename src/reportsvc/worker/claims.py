@@ -88,7 +88,12 @@ class Claimer:
         """Claim up to `want` steps and start them; None after a failure (already waited)."""
         self._slots.reserve(want)
         try:
-            claim = await self._queue.claim(self._worker_id, want, self._config.lease_seconds)
+            claim = await self._queue.claim(
+                self._worker_id,
+                want,
+                self._config.lease_seconds,
+                max_running_per_owner=self._config.max_running_steps_per_owner,
+            )
         except DATABASE_ERRORS as exc:
             self._slots.unreserve(want)
             await self._outages.wait_out("claim", exc, backoff)

@@ -24,6 +24,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     listen_notify: bool = True
     prune_after_seconds: float | None = None
     prune_every_seconds: float = 600.0
+    # A claim passes over steps of an owner with this many running (0: no bound).
+    max_running_steps_per_owner: int = 0
 
     @property
     def heartbeat_seconds(self) -> float:

@@ -11,7 +11,8 @@ import structlog
 from reportsvc import failures
 from reportsvc.backoff import retry_delay
 from reportsvc.domain import Step, StepRunner, Usage
-from reportsvc.errors import StepError
+from reportsvc.errors import QuotaExhausted, StepError
+from reportsvc.metrics import QUOTA_EXHAUSTED
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
 from reportsvc.worker.config import WorkerConfig
 from reportsvc.worker.slots import Slots
@@ -56,6 +57,11 @@ class Executor:
             held = self._slots.get(step)
             self._writer.record(Released(step, requeue=held is None or not held.abandoned))
             raise
+        except QuotaExhausted as exc:
+            # No quota soon: back to the queue until there is, holding no lease meanwhile,
+            # and the attempt is not counted (nothing was tried).
+            QUOTA_EXHAUSTED.labels(exc.model).inc()
+            outcome = Released(step, requeue=True, delay=exc.retry_in, waiting_for="quota")
         except TimeoutError:
             reason = failures.step_timed_out(self._config.step_timeout_seconds)
             outcome = self._failed(step, reason, retryable=True)
@@ -69,6 +75,7 @@ class Executor:
                 usage=usage,
                 retry_in=exc.retry_in,
                 status_code=exc.status,
+                not_before=exc.not_before,
             )
         except Exception as exc:
             log.exception("step crashed", **step_ids(step))
@@ -88,12 +95,16 @@ class Executor:
         usage: Usage | None = None,
         retry_in: float | None = None,
         status_code: int | None = None,
+        not_before: float | None = None,
     ) -> Failed:
         if not retryable:
             retry_in = None
         elif retry_in is None and step.attempt < self._config.max_attempts:
-            retry_in = retry_delay(
-                step.attempt, self._config.retry_base_seconds, self._config.retry_max_seconds
+            retry_in = max(
+                not_before or 0.0,
+                retry_delay(
+                    step.attempt, self._config.retry_base_seconds, self._config.retry_max_seconds
+                ),
             )
         # A runner that names its own retry time (a webhook sender) also keeps its own
         # attempt limit: it says retryable=False when it gives up.

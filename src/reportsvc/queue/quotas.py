@@ -1,0 +1,227 @@
+"""The model quota shared by every worker, in PostgreSQL: the `RateGate` of a worker.
+
+Each call asks for its share: a start time on the model's request and token buckets,
+granted when it falls within a short horizon (the call waits for it), or refused
+(`QuotaExhausted`: the step goes back to the queue until then, its attempt not counted,
+holding no lease meanwhile). After the answer the booking is settled with the tokens the
+provider counted, and the provider's `x-ratelimit-*` headers teach the limits of a model
+that has none configured. A 429 pauses the model for the whole cluster.
+
+One statement (`take_quota`) does both, for every call of this worker that asks while the
+previous statement is under way (a group commit): a worker under load pays one round trip
+per batch of calls, not two per call, and the model's row is locked once per batch. The
+settlements ride along with the next asking; with none coming, they are sent after
+`SETTLE_SECONDS`, or at once when they matter now (the answer that teaches a new model's
+limits, headers saying nothing is left).
+
+A model with no limit known, configured or learned, costs one round trip a second per
+worker, not one per call: it is remembered as unlimited for that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import asyncpg
+
+from reportsvc.errors import QuotaExhausted
+from reportsvc.queue.sql import load_queries
+from reportsvc.quota import Grant, RateLimits
+
+Q: Final = load_queries("quotas.sql")
+
+# The share of a limit actually used: the provider measures with its own clock, and the
+# calls of one instant reach it a little spread out.
+HEADROOM: Final = 0.97
+# How long a call finding out a new model's limits may take before another one tries (one
+# that times out or is cancelled never reports back).
+LEARNING_SECONDS: Final = 5.0
+# While a model's limits are being learned, refused calls come back this soon.
+LEARNING_RETRY_SECONDS: Final = 1.0
+# How long a model found unlimited is believed so, per process.
+UNLIMITED_SECONDS: Final = 1.0
+# How long answers wait to be settled when no call asks meanwhile.
+SETTLE_SECONDS: Final = 0.2
+
+
+def _header_args(limits: RateLimits) -> tuple[object, ...]:
+    return (
+        limits.requests_limit,
+        limits.requests_remaining,
+        limits.requests_reset,
+        limits.tokens_limit,
+        limits.tokens_remaining,
+        limits.tokens_reset,
+    )
+
+
+@dataclass
+class _Model:
+    """One model's traffic in this process: the calls asking for their share, and the
+    answers not yet settled."""
+
+    asking: list[tuple[int, asyncio.Future[asyncpg.Record | None]]] = field(default_factory=list)
+    answers: int = 0
+    token_delta: int = 0  # tokens counted minus tokens booked, over those answers
+    headers: RateLimits = field(default_factory=RateLimits)  # the latest that said anything
+    settle_now: bool = False
+    sending: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class QuotaStore:
+    def __init__(self, pool: asyncpg.Pool, *, horizon: float = 5.0) -> None:
+        self.pool = pool
+        self.horizon = horizon
+        self._unlimited_until: dict[str, float] = {}
+        self._models: dict[str, _Model] = {}
+
+    async def configure(self, limits: Mapping[str, tuple[float | None, float | None]]) -> None:
+        """MODEL_RATE_LIMITS, written once at start-up (every worker should have the same)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for model, (rpm, tpm) in limits.items():
+                await conn.execute(Q["configure_quota"], model, rpm, tpm)
+            await conn.execute(Q["unconfigure_quotas"], list(limits))
+
+    async def acquire(self, model: str, tokens: int) -> Grant:
+        if self._unlimited_until.get(model, 0.0) > time.monotonic():
+            return Grant(tokens=tokens)
+        row = await self._ask(model, tokens)
+        if row is None:
+            await self.pool.execute(Q["add_model"], model)
+            row = await self._ask(model, tokens)
+            assert row is not None
+        if row["unlimited"]:
+            self._unlimited_until[model] = time.monotonic() + UNLIMITED_SECONDS
+            return Grant(tokens=tokens)
+        self._unlimited_until.pop(model, None)
+        if row["granted"]:
+            return Grant(wait=max(0.0, row["wait"]), tokens=tokens, learns=row["learns"])
+        if row["learning"] or row["learns"]:
+            raise QuotaExhausted(model, LEARNING_RETRY_SECONDS * random.uniform(1.0, 1.5))  # noqa: S311
+        # Come back when the start would be inside the horizon, spread a little so that the
+        # steps refused together do not all return at the same instant.
+        retry_in = max(0.1, row["wait"] - self.horizon / 2) * random.uniform(1.0, 1.2)  # noqa: S311
+        raise QuotaExhausted(model, retry_in)
+
+    async def settle(self, model: str, grant: Grant, used_tokens: int, limits: RateLimits) -> None:
+        if self._unlimited_until.get(model, 0.0) > time.monotonic() and limits.empty:
+            return  # nothing to settle for a model without limits, and nothing learned
+        self._unlimited_until.pop(model, None)
+        state = self._model(model)
+        state.answers += 1
+        state.token_delta += used_tokens - grant.tokens
+        if not limits.empty:
+            state.headers = limits
+        if grant.learns or limits.requests_remaining == 0 or limits.tokens_remaining == 0:
+            state.settle_now = True
+            self._send_soon(model, state)
+        elif state.sending is None and state.timer is None:
+            state.timer = asyncio.get_running_loop().call_later(
+                SETTLE_SECONDS, self._settle_due, model
+            )
+
+    async def close(self) -> None:
+        """Send what is left to settle (before the pool closes)."""
+        for model, state in self._models.items():
+            if state.answers:
+                state.settle_now = True
+                self._send_soon(model, state)
+        for state in list(self._models.values()):
+            if state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+            if state.sending is not None:
+                await asyncio.shield(state.sending)
+
+    # --- the statement each batch shares -----------------------------------------------
+
+    def _model(self, model: str) -> _Model:
+        state = self._models.get(model)
+        if state is None:
+            state = self._models[model] = _Model()
+        return state
+
+    async def _ask(self, model: str, tokens: int) -> asyncpg.Record | None:
+        state = self._model(model)
+        answer: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        state.asking.append((tokens, answer))
+        self._send_soon(model, state)
+        return await answer
+
+    def _settle_due(self, model: str) -> None:
+        state = self._model(model)
+        state.timer = None
+        if state.answers:
+            state.settle_now = True
+            self._send_soon(model, state)
+
+    def _send_soon(self, model: str, state: _Model) -> None:
+        if state.sending is None:
+            state.sending = asyncio.create_task(self._send(model, state))
+
+    async def _send(self, model: str, state: _Model) -> None:
+        try:
+            while state.asking or (state.settle_now and state.answers):
+                await self._take(model, state)
+        finally:
+            state.sending = None
+            if state.answers and state.timer is None:
+                state.timer = asyncio.get_running_loop().call_later(
+                    SETTLE_SECONDS, self._settle_due, model
+                )
+
+    async def _take(self, model: str, state: _Model) -> None:
+        """One statement: the calls asking now, and the answers to settle."""
+        asking, state.asking = state.asking, []
+        answers, delta, headers = state.answers, state.token_delta, state.headers
+        state.answers, state.token_delta, state.headers = 0, 0, RateLimits()
+        state.settle_now = False
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        try:
+            rows = await self.pool.fetch(
+                Q["take_quota"],
+                model,
+                [tokens for tokens, _ in asking],
+                self.horizon,
+                HEADROOM,
+                LEARNING_SECONDS,
+                answers,
+                delta,
+                *_header_args(headers),
+            )
+        except BaseException as error:
+            # The settlement goes with the next statement; the calls asking fail.
+            state.answers += answers
+            state.token_delta += delta
+            state.headers = headers if state.headers.empty else state.headers
+            for _, answer in asking:
+                if answer.done():
+                    continue
+                if isinstance(error, Exception):
+                    answer.set_exception(error)
+                else:
+                    answer.cancel()
+            if not isinstance(error, Exception):
+                raise
+            return
+        # No row: the model is new (the caller adds it and asks again).
+        found: list[asyncpg.Record | None] = list(rows) if rows else [None] * len(asking)
+        for (_, answer), row in zip(asking, found, strict=True):
+            if not answer.done():
+                answer.set_result(row)
+
+    async def rate_limited(self, model: str, retry_in: float, limits: RateLimits) -> float:
+        self._unlimited_until.pop(model, None)
+        await self.pool.execute(Q["add_model"], model)
+        pause: float | None = await self.pool.fetchval(
+            Q["rate_limited"], model, retry_in, *_header_args(limits)
+        )
+        return retry_in if pause is None else max(retry_in, pause)
