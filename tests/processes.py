@@ -8,14 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import httpx
+import psutil
 
 from reportsvc.embedded import free_port
+
+T = TypeVar("T")
 
 # Timings that make leases lapse and retries happen within a test's patience.
 CHAOS_ENV = {
@@ -96,9 +100,9 @@ class Cluster:
         self.services: list[Service] = []
         self.api_url = ""
 
-    def start_api(self) -> Service:
+    def start_api(self, name: str = "api", **env: str) -> Service:
         port = free_port()
-        service = self._start("api", ["serve", "--port", str(port)])
+        service = self._start(name, ["serve", "--port", str(port)], **env)
         self.api_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -144,3 +148,30 @@ async def wait_until(
             await asyncio.sleep(0.05)
     finally:
         await conn.close()
+
+
+def connections_to(pid: int, port: int) -> int:
+    """Established TCP connections process `pid` holds to `port` (PostgreSQL, PgBouncer)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return 0
+    return sum(
+        1
+        for c in connections
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
+
+
+async def peak_connections(
+    services: list[Service], port: int, until: Awaitable[T]
+) -> tuple[T, dict[str, int]]:
+    """Await `until` while sampling, every 50 ms, how many connections each service holds
+    to `port`; returns its result and the most each service held at once."""
+    task = asyncio.ensure_future(until)
+    peaks = dict.fromkeys((service.name for service in services), 0)
+    while not task.done():
+        for service in services:
+            peaks[service.name] = max(peaks[service.name], connections_to(service.pid, port))
+        await asyncio.wait({task}, timeout=0.05)
+    return task.result(), peaks

@@ -168,13 +168,13 @@ async def test_same_idempotency_key_returns_the_same_job(client: Client, stores:
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
 
 
-async def test_idempotency_key_reused_for_another_topic_is_422(client: Client) -> None:
+async def test_idempotency_key_reused_for_another_topic_is_409(client: Client) -> None:
     headers = {"Idempotency-Key": "order-43"}
     assert (
         await client.post("/reports", json={"topic": "Rome"}, headers=headers)
     ).status_code == 202
     response = await client.post("/reports", json={"topic": "Carthage"}, headers=headers)
-    assert_error(response, 422, "Idempotency-Key")
+    assert_error(response, 409, "Idempotency-Key")
 
 
 async def test_concurrent_posts_with_one_key_create_one_job(client: Client, stores: Stores) -> None:

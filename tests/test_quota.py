@@ -259,8 +259,10 @@ async def test_a_bound_on_running_steps_per_owner(
     for i in range(3):
         await _owned(stores, "owner-a", f"A {i}")
     await _owned(stores, "owner-b", "B")
+    # Calls hang until released: no timeout may end them first, however slow the machine.
+    patient = settings.model_copy(update={"openai_timeout": 60.0})
     async with running_worker(
-        stores, settings, concurrency=8, claim_batch_size=1, max_running_steps_per_owner=2
+        stores, patient, concurrency=8, claim_batch_size=1, max_running_steps_per_owner=2
     ):
         await wait_until_sql(
             pool,

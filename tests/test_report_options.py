@@ -95,14 +95,14 @@ async def test_bad_options_are_400(rich_client: Client, body: dict[str, Any], co
     assert response.json()["code"] == code
 
 
-async def test_an_idempotency_key_replayed_with_other_options_is_422(rich_client: Client) -> None:
+async def test_an_idempotency_key_replayed_with_other_options_is_409(rich_client: Client) -> None:
     headers = {"Idempotency-Key": "k1"}
     first = await rich_client.post("/reports", json={"topic": "T", "sections": 3}, headers=headers)
     assert first.status_code == 202
     again = await rich_client.post("/reports", json={"topic": "T", "sections": 3}, headers=headers)
     assert again.json() == first.json()
     other = await rich_client.post("/reports", json={"topic": "T", "sections": 4}, headers=headers)
-    assert other.status_code == 422
+    assert other.status_code == 409
 
 
 async def test_usage_and_estimated_cost(

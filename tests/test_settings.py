@@ -109,3 +109,68 @@ def test_env_example_documents_every_setting_and_parses() -> None:
     assert fields <= set(documented), fields - set(documented)
     assert set(documented) <= fields, set(documented) - fields
     load_settings(_env_file=example)
+
+
+def test_direct_connections_prepare_statements_and_listen() -> None:
+    settings = load_settings(_env_file=None, database_url="postgresql://db/reports")
+    assert settings.prepared_statements
+    assert settings.listens
+    assert settings.require_listen_url() == "postgresql://db/reports"
+
+
+def test_behind_pgbouncer_nothing_is_prepared_by_name_and_everything_polls() -> None:
+    settings = load_settings(
+        _env_file=None, database_url="postgresql://pgbouncer/reports", database_pooler="pgbouncer"
+    )
+    assert not settings.prepared_statements
+    assert not settings.listens
+
+
+def test_a_listen_url_keeps_listen_beside_pgbouncer() -> None:
+    settings = load_settings(
+        _env_file=None,
+        database_url="postgresql://pgbouncer:6432/reports",
+        database_pooler="pgbouncer",
+        database_listen_url="postgres://db:5432/reports",
+    )
+    assert not settings.prepared_statements
+    assert settings.listens
+    assert settings.require_listen_url() == "postgresql://db:5432/reports"
+
+
+def test_listen_through_pgbouncer_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_POOLER", "pgbouncer")
+    monkeypatch.setenv("LISTEN_NOTIFY", "true")
+    with pytest.raises(ConfigError, match="DATABASE_LISTEN_URL"):
+        load_settings(_env_file=None)
+
+
+def test_listen_can_be_turned_off_on_a_direct_connection() -> None:
+    settings = load_settings(_env_file=None, listen_notify=False)
+    assert not settings.listens
+
+
+@pytest.mark.parametrize(
+    ("env", "api", "worker"),
+    [
+        ({}, 11, 7),
+        ({"DATABASE_POOL_SIZE": "4", "WORKER_POOL_SIZE": "3"}, 5, 4),
+        ({"DATABASE_POOLER": "pgbouncer"}, 10, 6),
+        ({"DATABASE_POOLER": "pgbouncer", "DATABASE_LISTEN_URL": "postgresql://db/r"}, 11, 7),
+    ],
+)
+def test_connections_per_process_follow_the_pool_sizes(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], api: int, worker: int
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(_env_file=None)
+    assert (settings.api_connections, settings.worker_connections) == (api, worker)
+
+
+def test_multi_host_urls_pass_through_for_failover() -> None:
+    url = "postgresql://app:pw@db1:5432,db2:5432/reports?target_session_attrs=read-write"
+    assert normalize_database_url(url) == url
+    assert redact_database_url(url) == (
+        "postgresql://app:***@db1:5432,db2:5432/reports?target_session_attrs=read-write"
+    )

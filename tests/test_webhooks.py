@@ -478,4 +478,4 @@ async def test_an_idempotency_key_reused_with_another_webhook_url_is_refused(
         "/reports", json={**body, "webhookUrl": "https://93.184.216.34/b"}, headers=key
     )
     assert first.json() == again.json()
-    assert other.status_code == 422
+    assert other.status_code == 409

@@ -156,7 +156,12 @@ def _on_store(settings: Settings, work: Callable[[_Stores], Coroutine[Any, Any, 
     from reportsvc.queue.tokens import TokenStore  # noqa: PLC0415
 
     async def run() -> None:
-        pool = await create_pool(settings.require_database_url(), min_size=1, max_size=2)
+        pool = await create_pool(
+            settings.require_database_url(),
+            min_size=1,
+            max_size=2,
+            prepared_statements=settings.prepared_statements,
+        )
         publisher = Publisher(pool)
         stores = _Stores(
             ReportStore(pool, publisher), OperationsStore(pool, publisher), TokenStore(pool)

@@ -96,7 +96,12 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
             create_app(settings), host=host, port=port, loop="none", **server_options(settings)
         )
     )
-    pool = await create_pool(settings.require_database_url(), application_name="reportsvc-worker")
+    pool = await create_pool(
+        settings.require_database_url(),
+        max_size=settings.worker_pool_size,
+        application_name="reportsvc-worker",
+        prepared_statements=settings.prepared_statements,
+    )
     model = await model_client(settings, pool)
     publisher = Publisher(pool)
     sender = webhook_sender(settings, pool, publisher)

@@ -47,7 +47,8 @@ def build_worker(
 
 def worker_config(settings: Settings, *, concurrency: int | None = None) -> WorkerConfig:
     return WorkerConfig(
-        database_url=settings.require_database_url(),
+        # The worker opens only its LISTEN connection from this URL; the pool comes ready.
+        database_url=settings.require_listen_url(),
         concurrency=concurrency or settings.worker_concurrency,
         claim_batch_size=settings.claim_batch_size,
         lease_seconds=settings.lease_seconds,
@@ -60,7 +61,7 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         poll_interval_seconds=settings.poll_interval_seconds,
         rescue_interval_seconds=settings.rescue_interval_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
-        listen_notify=settings.listen_notify,
+        listen_notify=settings.listens,
         prune_after_seconds=settings.prune_after_seconds,
         max_running_steps_per_owner=settings.max_running_steps_per_owner,
     )
@@ -157,9 +158,10 @@ async def _connect(settings: Settings) -> asyncpg.Pool:
             return await create_pool(
                 settings.require_database_url(),
                 min_size=1,
-                max_size=6,
+                max_size=settings.worker_pool_size,
                 connect_timeout=settings.database_connect_timeout,
                 application_name="reportsvc-worker",
+                prepared_statements=settings.prepared_statements,
             )
         except DATABASE_ERRORS as exc:
             log.warning(

@@ -99,7 +99,14 @@ class Settings(BaseSettings):
 
     # --- database ---------------------------------------------------------------------
     database_url: str | None = None
-    database_pool_size: PositiveInt = 10
+    # What sits between us and PostgreSQL on DATABASE_URL: nothing, or a pooler in
+    # transaction mode (PgBouncer, or any that hands each transaction to any server
+    # connection), which rules out named prepared statements and LISTEN.
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    # A URL straight to PostgreSQL, for the connections that LISTEN; unset: DATABASE_URL.
+    database_listen_url: str | None = None
+    # Connections each API process keeps in its pool (opened as needed).
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     database_connect_timeout: PositiveFloat = 5.0
 
     # --- model ------------------------------------------------------------------------
@@ -171,7 +178,11 @@ class Settings(BaseSettings):
     poll_interval_seconds: Annotated[float, Field(ge=0.01, le=60)] = 1.0
     rescue_interval_seconds: Annotated[float, Field(ge=0.05, le=600)] = 2.0
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
-    listen_notify: bool = True
+    # Wake workers and event streams with LISTEN/NOTIFY; unset: yes, unless DATABASE_URL
+    # goes through PgBouncer without a DATABASE_LISTEN_URL beside it.
+    listen_notify: bool | None = None
+    # Connections each worker keeps in its pool (claims, results, heartbeats, rescues).
+    worker_pool_size: Annotated[int, Field(ge=1, le=1000)] = 6
     # Finished jobs older than this are deleted by workers (e.g. "7d"); unset: kept forever.
     prune_after: str | None = None
     worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
@@ -192,11 +203,16 @@ class Settings(BaseSettings):
     # At most this many attempts per delivery; the retry window normally ends one first.
     webhook_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 40
 
+    # --- event streams -----------------------------------------------------------------
+    # Without LISTEN, each API process looks for changes to the jobs its clients watch this
+    # often (one query for all of them).
+    event_poll_interval_seconds: Annotated[float, Field(ge=0.05, le=60)] = 1.0
+
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -230,6 +246,8 @@ class Settings(BaseSettings):
         "metrics_token",
         "worker_metrics_port",
         "prune_after",
+        "database_listen_url",
+        "listen_notify",
         mode="before",
     )
     @classmethod
@@ -304,6 +322,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS"
             )
+        if self.listen_notify and self.behind_pooler and self.database_listen_url is None:
+            raise ValueError(
+                "LISTEN_NOTIFY=true needs DATABASE_LISTEN_URL (a direct URL to PostgreSQL) "
+                "when DATABASE_POOLER=pgbouncer: a pooler in transaction mode hands the "
+                "LISTEN to a server connection the notifications never reach"
+            )
         return self
 
     # --- derived values -----------------------------------------------------------------
@@ -311,6 +335,40 @@ class Settings(BaseSettings):
     def heartbeat_seconds(self) -> float:
         """Leases are renewed three times per lease, so one slow renewal never loses one."""
         return self.lease_seconds / 3
+
+    @property
+    def behind_pooler(self) -> bool:
+        """DATABASE_URL reaches PostgreSQL through a pooler in transaction mode."""
+        return self.database_pooler != "none"
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Named prepared statements live on one server connection; behind a transaction
+        pooler the next statement may run on another, where the name is unknown or, worse,
+        another client's statement."""
+        return not self.behind_pooler
+
+    @property
+    def listens(self) -> bool:
+        """Whether workers and event streams LISTEN (otherwise they poll)."""
+        if self.listen_notify is not None:
+            return self.listen_notify
+        return not self.behind_pooler or self.database_listen_url is not None
+
+    @property
+    def api_connections(self) -> int:
+        """The most connections one API process opens: its pool, and one LISTEN connection
+        while anyone watches an event stream."""
+        return self.database_pool_size + int(self.listens)
+
+    @property
+    def worker_connections(self) -> int:
+        """The most connections one worker process opens: its pool and its LISTEN."""
+        return self.worker_pool_size + int(self.listens)
+
+    def require_listen_url(self) -> str:
+        """Where LISTEN connections go: DATABASE_LISTEN_URL, else DATABASE_URL."""
+        return self.database_listen_url or self.require_database_url()
 
     @property
     def prune_after_seconds(self) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -10,9 +10,12 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Scope
 
 from reportsvc import __version__
 from reportsvc.api.bodies import SafeRequest
+from reportsvc.api.docs import complete_document
 from reportsvc.api.errors import EXCEPTION_HANDLERS
 from reportsvc.api.operations import healthz, healthz_head, metrics, readyz
 from reportsvc.api.reports import ReportController
@@ -21,6 +24,25 @@ from reportsvc.api.web import page_handlers
 from reportsvc.db.engine import create_pool
 from reportsvc.process import freeze_startup_objects
 from reportsvc.settings import Settings
+
+
+def allow_header_fix() -> tuple[dict[str, bytes], Callable[[Message, Scope], Awaitable[None]]]:
+    """Litestar 2 answers OPTIONS on a path with several handlers naming only the first
+    handler's methods in `Allow` (fixed in Litestar 3); clients and tools believe it. The
+    returned hook puts every method of the path there; fill the map once routes exist."""
+    allowed: dict[str, bytes] = {}
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+            return
+        methods = allowed.get(str(scope.get("path_template")))
+        if methods is not None:
+            message["headers"] = [
+                (name, methods if name.lower() == b"allow" else value)
+                for name, value in message.get("headers", ())
+            ]
+
+    return allowed, before_send
 
 
 @asynccontextmanager
@@ -33,6 +55,7 @@ async def _own_pool(settings: Settings, services: Services) -> AsyncIterator[Non
         max_size=settings.database_pool_size,
         connect_timeout=settings.database_connect_timeout,
         application_name="reportsvc-api",
+        prepared_statements=settings.prepared_statements,
     )
     services.connect(pool)
     freeze_startup_objects()
@@ -64,7 +87,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         finally:
             await services.events.close()
 
+    allowed, fix_allow_header = allow_header_fix()
     app = Litestar(
+        before_send=[fix_allow_header],
         route_handlers=[
             ReportController,
             healthz,
@@ -94,5 +119,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
+    for app_route in app.routes:
+        if isinstance(app_route, HTTPRoute):
+            allowed[app_route.path_format] = ", ".join(sorted(app_route.methods)).encode()
+    complete_document(app.openapi_schema, settings)
     app.state.services = services
     return app

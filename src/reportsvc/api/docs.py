@@ -1,13 +1,26 @@
-"""Examples for the OpenAPI document: every endpoint's answers, errors included."""
+"""The OpenAPI document: every endpoint's answers with examples, errors included, and what
+the generated document cannot know by itself (`complete_document`)."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import (
+    Example,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    Schema,
+)
 
+from reportsvc.api.events import ProgressEvent
 from reportsvc.api.schemas import (
+    MAX_LANGUAGE_LENGTH,
     CancelResult,
     ErrorBody,
     Health,
@@ -15,6 +28,23 @@ from reportsvc.api.schemas import (
     JobList,
     JobStatus,
     Readiness,
+)
+from reportsvc.api.validation import (
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    LANGUAGE_PATTERN,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    TOPIC_PATTERN,
+)
+from reportsvc.settings import Settings
+from reportsvc.webhooks.addresses import MAX_URL_LENGTH
+
+# What a webhook URL looks like before its host is resolved: http or https, a host, no user
+# name, no spaces or control characters. Necessary, not sufficient: the handler also refuses
+# a bad port, other invisible characters, and a host that does not resolve to a public
+# address, which no pattern can say.
+WEBHOOK_URL_PATTERN: Final = (
+    "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#\\x00-\\x20\\x7f]+(?:[/?#][^\\x00-\\x20\\x7f]*)?$"
 )
 
 JOB_ID: Final = "5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30"
@@ -66,7 +96,10 @@ CREATE_RESPONSES: Final = {
         ("invalid_request", "topic: Expected str, got int"),
         ("invalid_request", "request body: Object contains unknown field colour"),
         ("invalid_json", "the request body is not valid JSON (unexpected end of input)"),
-        ("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 printable characters"),
+        (
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (spaces allowed inside)",
+        ),
         (
             "invalid_webhook_url",
             (
@@ -87,8 +120,8 @@ CREATE_RESPONSES: Final = {
         "The body is larger than 64 KiB.",
         ("request_too_large", "the request body is too large"),
     ),
-    422: error(
-        422,
+    409: error(
+        409,
         "The Idempotency-Key was used before for a different request.",
         ("idempotency_key_reused", "this Idempotency-Key was already used for a different request"),
     ),
@@ -184,6 +217,9 @@ LIST_RESPONSES: Final = {
     503: UNAVAILABLE,
 }
 
+MARKDOWN_REPORT: Final = (
+    f"# The Roman Empire\n\n## {OUTLINE[0]}\n\nIn 509 BC the Romans expelled their last king...\n"
+)
 EVENT_STREAM: Final = (
     "event: progress\n"
     f'data: {{"jobId":"{JOB_ID}","step":"outline","progress":0.25,"outline":[...]}}\n\n'
@@ -194,8 +230,10 @@ EVENT_STREAM: Final = (
     f'data: {{"jobId":"{JOB_ID}","status":"completed","progress":1.0,"report":{{...}}}}\n\n'
 )
 EVENTS_RESPONSES: Final = {
+    # The schema of each event is set by `complete_document`; naming ProgressEvent here
+    # makes Litestar add it to the document's components.
     200: ResponseSpec(
-        data_container=str,
+        data_container=ProgressEvent,
         media_type="text/event-stream",
         description="The job's events, until its final one.",
         examples=[Example(summary="a job from start to finish", value=EVENT_STREAM)],
@@ -247,3 +285,185 @@ METRICS_RESPONSES: Final = {
         ],
     )
 }
+
+
+# --- what the generated document cannot know --------------------------------------------
+
+EVENTS_PATH: Final = "/reports/{job_id}/events"
+
+
+def complete_document(openapi: OpenAPI, settings: Settings) -> None:
+    """Finish Litestar's document with what only the running settings know (the limits
+    the handlers enforce, so that a request the document allows is accepted) and what it
+    cannot express from types (each Server-Sent Event, with its data's schema)."""
+    assert openapi.components.schemas is not None
+    assert openapi.paths is not None
+    openapi.components.schemas["CreateReport"] = create_report_schema(settings)
+    reports, events = openapi.paths["/reports"], openapi.paths[EVENTS_PATH]
+    assert reports.post is not None
+    assert reports.get is not None
+    assert events.get is not None
+    assert events.get.responses is not None
+    _parameter(reports.post, "Idempotency-Key").schema = Schema(
+        type=OpenAPIType.STRING,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        examples=["5b0f3c1e-6a55-4d7e-9d0c-5a2a8f3e9b11"],
+    )
+    _parameter(reports.get, "cursor").schema = Schema(
+        type=OpenAPIType.STRING,
+        pattern=CURSOR_PATTERN,
+        description="`nextCursor` from the previous page; absent for the first page.",
+    )
+    answer = events.get.responses["200"]
+    assert isinstance(answer, OpenAPIResponse)
+    assert answer.content is not None
+    answer.content["text/event-stream"].schema = event_schema()
+    job = openapi.paths["/reports/{job_id}"].get
+    assert job is not None
+    assert job.responses is not None
+    answer = job.responses["200"]
+    assert isinstance(answer, OpenAPIResponse)
+    assert answer.content is not None
+    answer.content["text/markdown"] = OpenAPIMediaType(
+        schema=Schema(type=OpenAPIType.STRING, description="A completed report as Markdown."),
+        examples={"completed": Example(summary="a completed report", value=MARKDOWN_REPORT)},
+    )
+
+
+def create_report_schema(settings: Settings) -> Schema:
+    """The body of POST /reports, with the limits of these settings."""
+    schema = Schema(
+        type=OpenAPIType.OBJECT,
+        title="CreateReport",
+        description="Start a report. Only `topic` is required; unknown fields are refused.",
+        required=["topic"],
+        additional_properties=False,
+        properties={
+            "topic": Schema(
+                type=OpenAPIType.STRING,
+                max_length=settings.max_topic_length,
+                pattern=TOPIC_PATTERN,
+                description=(
+                    "What the report is about: at most MAX_TOPIC_LENGTH "
+                    f"({settings.max_topic_length}) characters, not blank, no control "
+                    "characters other than whitespace (which is collapsed to single spaces)."
+                ),
+                examples=["The Roman Empire"],
+            ),
+            "sections": Schema(
+                type=OpenAPIType.INTEGER,
+                minimum=1,
+                maximum=settings.max_sections,
+                description=(
+                    f"How many sections: 1 to MAX_SECTIONS ({settings.max_sections}); default "
+                    f"DEFAULT_SECTIONS ({settings.default_sections})."
+                ),
+                examples=[settings.default_sections],
+            ),
+            "language": Schema(
+                type=OpenAPIType.STRING,
+                max_length=MAX_LANGUAGE_LENGTH,
+                pattern=LANGUAGE_PATTERN,
+                description=(
+                    "The report's language, by name: letters of any script, with single "
+                    "spaces, hyphens or apostrophes between words. Default: English."
+                ),
+                examples=["French"],
+            ),
+            "model": Schema(
+                type=OpenAPIType.STRING,
+                enum=settings.allowed_models,
+                description="OPENAI_MODEL (the default) or one of OPENAI_ALLOWED_MODELS.",
+                examples=[settings.openai_model],
+            ),
+            "detail": Schema(
+                type=OpenAPIType.STRING,
+                enum=["brief", "standard", "deep"],
+                description=(
+                    "Section length: brief (~120 words), standard (~280, the default), deep (~580)."
+                ),
+            ),
+        },
+    )
+    if settings.webhook_secret:  # without a secret, webhookUrl is refused like any unknown field
+        assert schema.properties is not None
+        schema.properties["webhookUrl"] = Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,
+            max_length=MAX_URL_LENGTH,
+            pattern=WEBHOOK_URL_PATTERN,
+            description=(
+                "An http or https URL to POST the job to when it completes, fails or is "
+                "cancelled (signed per Standard Webhooks; see README); no user name or "
+                "password in it. Its host must resolve to a public address: loopback, "
+                "private, link-local and cloud-metadata addresses are refused"
+                + (
+                    " (allowed here: WEBHOOK_ALLOW_PRIVATE_NETWORKS)."
+                    if settings.webhook_allow_private_networks
+                    else "."
+                )
+            ),
+            examples=["https://example.com/hooks/reports"],
+        )
+    return schema
+
+
+def event_schema() -> Schema:
+    """One Server-Sent Event of a job's stream, as a client's parser sees it: the event's
+    name and its data, a JSON document whose schema depends on the name."""
+    final = {
+        "completed": Schema(required=["status", "report"]),
+        "failed": Schema(required=["status", "error"]),
+        "cancelled": Schema(required=["status"]),
+    }
+    return Schema(
+        one_of=[
+            _event("progress", "One step finished.", Reference(ref=_component(ProgressEvent))),
+            *(
+                _event(
+                    name,
+                    f"The job {name}; the data is the job as GET /reports/{{jobId}} returns it. "
+                    "The stream ends here.",
+                    Schema(
+                        all_of=[
+                            Reference(ref=_component(JobStatus)),
+                            Schema(
+                                required=extra.required,
+                                properties={"status": Schema(const=name)},
+                            ),
+                        ]
+                    ),
+                )
+                for name, extra in final.items()
+            ),
+        ]
+    )
+
+
+def _event(name: str, description: str, data: Schema | Reference) -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        description=description,
+        required=["event", "data"],
+        properties={
+            "event": Schema(const=name),
+            "data": Schema(
+                type=OpenAPIType.STRING,
+                content_media_type="application/json",
+                content_schema=data,
+            ),
+        },
+    )
+
+
+def _component(struct: type) -> str:
+    return f"#/components/schemas/{struct.__name__}"
+
+
+def _parameter(operation: Operation, name: str) -> Parameter:
+    for parameter in operation.parameters or ():
+        if isinstance(parameter, Parameter) and parameter.name == name:
+            return parameter
+    raise LookupError(f"no parameter {name!r}")

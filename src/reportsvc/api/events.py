@@ -6,16 +6,22 @@ each batch they write), received on one LISTEN connection per API process howeve
 clients watch; each woken stream re-reads its job's row. So events reach clients of any
 API process, and a lost notification only delays an event until the next check
 (`STREAM_CHECK_SECONDS`), which doubles as a keep-alive.
+
+Without LISTEN (PgBouncer in transaction mode and no direct URL), the API process polls
+instead: one query every `EVENT_POLL_INTERVAL_SECONDS` for all the jobs its clients watch,
+waking the streams whose job's row changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Final, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from functools import partial
+from typing import Any, Final, Literal
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar.response import ServerSentEventMessage
 from msgspec import UNSET, UnsetType
@@ -23,7 +29,13 @@ from msgspec import UNSET, UnsetType
 from reportsvc.api.schemas import PUBLIC_STATUS, CamelStruct
 from reportsvc.api.views import job_status, progress
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.queue.notifications import EVENTS_CHANNEL, Listener, parse_job_ids
+from reportsvc.queue.notifications import (
+    EVENTS_CHANNEL,
+    JobPoller,
+    Listener,
+    job_versions,
+    parse_job_ids,
+)
 from reportsvc.queue.reports import JobRow, ReportStore
 
 STREAM_CHECK_SECONDS: Final = 15.0
@@ -43,22 +55,29 @@ class ProgressEvent(CamelStruct):
 
 
 class EventHub:
-    """Wakes the event streams of jobs that changed. Listens only while someone watches."""
+    """Wakes the event streams of jobs that changed, once someone watches: by LISTEN on
+    one connection to `listen_url`, or, without one, by polling every watched job's row in
+    one query every `poll_interval` seconds on the pool given to `use_pool`."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, *, listen_url: str | None, poll_interval: float = 1.0) -> None:
         self._subscribers: dict[UUID, set[asyncio.Event]] = {}
-        self._listener = Listener(
-            database_url,
-            {EVENTS_CHANNEL: self._changed},
-            application_name="reportsvc-api-events",
-            on_connect=self._wake_all,
-        )
+        self._listen_url = listen_url
+        self._poll_interval = poll_interval
+        self._pool: asyncpg.Pool | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def listens(self) -> bool:
+        return self._listen_url is not None
+
+    def use_pool(self, pool: asyncpg.Pool) -> None:
+        """The pool polled on when there is no LISTEN."""
+        self._pool = pool
 
     @contextlib.contextmanager
     def subscribe(self, job_id: UUID) -> Iterator[asyncio.Event]:
         if self._task is None:
-            self._task = asyncio.create_task(self._listener.run(), name="events-listener")
+            self._task = asyncio.create_task(self._watch(), name="events-watch")
         changed = asyncio.Event()
         self._subscribers.setdefault(job_id, set()).add(changed)
         try:
@@ -76,8 +95,29 @@ class EventHub:
                 await self._task
             self._task = None
 
-    def _changed(self, payload: str) -> None:
-        for job_id in parse_job_ids(payload):
+    def _watch(self) -> Coroutine[Any, Any, None]:
+        if self._listen_url is not None:
+            listener = Listener(
+                self._listen_url,
+                {EVENTS_CHANNEL: self._notified},
+                application_name="reportsvc-api-events",
+                on_connect=self._wake_all,
+            )
+            return listener.run()
+        assert self._pool is not None, "polling needs the API's pool"
+        poller = JobPoller(
+            partial(job_versions, self._pool),
+            self._subscribers.keys,
+            self._wake,
+            interval=self._poll_interval,
+        )
+        return poller.run()
+
+    def _notified(self, payload: str) -> None:
+        self._wake(parse_job_ids(payload))
+
+    def _wake(self, job_ids: Iterable[UUID]) -> None:
+        for job_id in job_ids:
             for changed in self._subscribers.get(job_id, ()):
                 changed.set()
 

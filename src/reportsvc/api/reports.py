@@ -206,8 +206,11 @@ class ReportController(Controller):
             raise ApiError(409, "conflict", "this Idempotency-Key was just used; retry")
         job_id, *stored = existing
         if tuple(stored) != request:
+            # A conflict with the state the key is in, as for any other state: 409. (The
+            # Idempotency-Key draft suggests 422, which reads as "your body is invalid"; it
+            # is not, and clients and tools built on 4xx semantics would be misled.)
             raise ApiError(
-                422,
+                409,
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used for a different request",
             )
@@ -238,7 +241,7 @@ class ReportController(Controller):
         rows = await services.reports.list_jobs(
             statuses=STATUS_FILTER[status] if status else None,
             limit=limit + 1,
-            before=decode_cursor(cursor) if cursor else None,
+            before=None if cursor is None else decode_cursor(cursor),
             owner=owner,
         )
         page = rows[:limit]

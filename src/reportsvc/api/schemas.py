@@ -26,6 +26,7 @@ from reportsvc.job_view import (
     TokenUsage,
     WebhookStatus,
 )
+from reportsvc.webhooks.addresses import MAX_URL_LENGTH
 
 __all__ = [
     "PUBLIC_STATUS",
@@ -49,76 +50,28 @@ __all__ = [
 ]
 
 
-class CreateReport(CamelStruct, forbid_unknown_fields=True):
-    """Start a report. Only `topic` is required."""
+MAX_LANGUAGE_LENGTH = 40
 
-    topic: Annotated[
-        str,
-        msgspec.Meta(
-            description="What the report is about. Not blank; at most MAX_TOPIC_LENGTH characters.",
-            examples=["The Roman Empire"],
-        ),
-    ]
-    sections: (
-        Annotated[
-            int,
-            msgspec.Meta(
-                ge=1,
-                le=20,
-                description="How many sections (default DEFAULT_SECTIONS, at most MAX_SECTIONS).",
-                examples=[6],
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
+# A count, as JSON Schema's "integer" has it: 3 and 3.0 are the same number.
+Count = Annotated[int, msgspec.Meta(ge=1, le=20)] | Annotated[float, msgspec.Meta(ge=1, le=20)]
+
+
+class CreateReport(CamelStruct, forbid_unknown_fields=True):
+    """Start a report. Only `topic` is required.
+
+    The types here are what the body is decoded into; the limits that come from the
+    settings, and the document's descriptions, are in `api/docs.py` (`create_report_schema`)
+    and are checked by the handler (`api/validation.py`)."""
+
+    topic: str
+    sections: Count | UnsetType = UNSET
     language: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                min_length=1,
-                max_length=40,
-                description="The report's language, by name: letters, spaces, hyphens.",
-                examples=["French"],
-            ),
-        ]
-        | UnsetType
+        Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LANGUAGE_LENGTH)] | UnsetType
     ) = UNSET
-    model: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                min_length=1,
-                max_length=200,
-                description="A model from OPENAI_ALLOWED_MODELS (default OPENAI_MODEL).",
-                examples=["gpt-4o-mini"],
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
-    detail: (
-        Annotated[
-            Detail,
-            msgspec.Meta(
-                description="Section length: brief (~120 words), standard (~280), deep (~580)."
-            ),
-        ]
-        | UnsetType
-    ) = UNSET
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    detail: Detail | UnsetType = UNSET
     webhook_url: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                min_length=1,
-                max_length=2048,
-                description=(
-                    "An http or https URL to POST the job to when it completes, fails or is "
-                    "cancelled (signed per Standard Webhooks; see README). Hosts on loopback, "
-                    "private, link-local or cloud-metadata addresses are refused."
-                ),
-                examples=["https://example.com/hooks/reports"],
-            ),
-        ]
-        | UnsetType
+        Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)] | UnsetType
     ) = UNSET
 
 

@@ -20,13 +20,17 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.events = EventHub(settings.require_database_url())
+        self.events = EventHub(
+            listen_url=settings.require_listen_url() if settings.listens else None,
+            poll_interval=settings.event_poll_interval_seconds,
+        )
         self.schema_head = head_revision()
         self.rate_limit = RateLimiter(settings.rate_limit_per_minute)
         self._reports: ReportStore | None = None
 
     def connect(self, pool: asyncpg.Pool) -> None:
         """Build the stores on the process's pool (at start-up)."""
+        self.events.use_pool(pool)
         self.publisher = Publisher(pool)
         self._reports = ReportStore(
             pool,

@@ -1,11 +1,15 @@
-"""Checks on what a client sends that its JSON schema alone cannot express."""
+"""Checks on what a client sends, and the patterns the OpenAPI document states them with.
+
+The patterns are built here from Python's own character tables and used twice: the
+handler matches input against them, and `api/docs.py` puts them in the document. So a
+request the document calls valid is one the handler accepts, and the reverse.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -20,25 +24,69 @@ from reportsvc.domain import JobOptions
 from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-# A language by name: letters (any script), with spaces, hyphens or apostrophes between.
-_LANGUAGE = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$")
+
+
+def char_class(codepoints: Iterable[int]) -> str:
+    """The inside of a regular-expression character class holding exactly `codepoints`
+    (all in the Basic Multilingual Plane), as ranges that ECMA-262 (JSON Schema), Python
+    and Rust read alike: letters and digits of ASCII as themselves, the rest escaped."""
+
+    def spell(codepoint: int) -> str:
+        char = chr(codepoint)
+        if char.isascii() and char.isalnum():
+            return char
+        return f"\\x{codepoint:02x}" if codepoint < 0x100 else f"\\u{codepoint:04x}"
+
+    parts: list[str] = []
+    ordered = sorted(codepoints)
+    start = 0
+    for i, codepoint in enumerate(ordered):
+        if i + 1 < len(ordered) and ordered[i + 1] == codepoint + 1:
+            continue
+        first = ordered[start]
+        parts.append(spell(first) if first == codepoint else f"{spell(first)}-{spell(codepoint)}")
+        start = i + 1
+    return "".join(parts)
+
+
+_BMP: Final = range(0x10000)
+# What str.split() collapses, and the control characters it does not (every Cc is in the BMP).
+_WHITESPACE: Final = char_class(c for c in _BMP if chr(c).isspace())
+_CONTROL: Final = char_class(
+    c for c in _BMP if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()
+)
+_LETTER: Final = char_class(c for c in _BMP if chr(c).isalpha())
+
+# A topic: no control characters other than whitespace, and something besides whitespace.
+TOPIC_PATTERN: Final = f"^[^{_CONTROL}]*[^{_CONTROL}{_WHITESPACE}][^{_CONTROL}]*$"
+# A language by name: letters (any script), with single spaces, hyphens or apostrophes between.
+LANGUAGE_PATTERN: Final = f"^[{_LETTER}]+(?:[\\x20'\\-][{_LETTER}]+)*$"
+# Visible ASCII, with spaces only inside (HTTP drops them at either end of a header value).
+IDEMPOTENCY_KEY_PATTERN: Final = "^[!-~](?:[\\x20-~]*[!-~])?$"
+# Microseconds since 1970 and a job id: every value of this shape is a cursor.
+CURSOR_PATTERN: Final = "^[0-9]{1,17}_[0-9a-f]{32}$"
+
+_CONTROL_CHAR: Final = re.compile(f"[{_CONTROL}]")
+_LANGUAGE: Final = re.compile(LANGUAGE_PATTERN)
+_IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_CURSOR: Final = re.compile(CURSOR_PATTERN)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def clean_topic(raw: str, max_length: int) -> str:
-    """The topic with its whitespace collapsed; a 400 if it is blank, too long or binary."""
-    topic = " ".join(raw.split())
-    if not topic:
-        raise ApiError(400, "invalid_topic", "topic must not be empty or blank")
-    if len(topic) > max_length:
+    """The topic with its whitespace collapsed; a 400 if it is too long, binary or blank
+    (exactly what `TOPIC_PATTERN` and the document's maxLength say)."""
+    if len(raw) > max_length:
         raise ApiError(
             400,
             "invalid_topic",
-            f"topic is {len(topic)} characters long; the limit is {max_length} (MAX_TOPIC_LENGTH)",
+            f"topic is {len(raw)} characters long; the limit is {max_length} (MAX_TOPIC_LENGTH)",
         )
-    if not topic.isprintable() and any(
-        unicodedata.category(char) in ("Cc", "Cs") for char in topic
-    ):
+    if _CONTROL_CHAR.search(raw):
         raise ApiError(400, "invalid_topic", "topic must not contain control characters")
+    topic = " ".join(raw.split())
+    if not topic:
+        raise ApiError(400, "invalid_topic", "topic must not be empty or blank")
     return topic
 
 
@@ -76,18 +124,19 @@ def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOpti
         model = request.model
     sections = settings.default_sections
     if not isinstance(request.sections, UnsetType):
-        if request.sections > settings.max_sections:
+        if request.sections != int(request.sections):
+            raise ApiError(400, "invalid_sections", "sections must be a whole number")
+        sections = int(request.sections)
+        if sections > settings.max_sections:
             raise ApiError(
                 400,
                 "invalid_sections",
-                f"sections is {request.sections}; the limit is {settings.max_sections} "
-                "(MAX_SECTIONS)",
+                f"sections is {sections}; the limit is {settings.max_sections} (MAX_SECTIONS)",
             )
-        sections = request.sections
     language = None
     if not isinstance(request.language, UnsetType):
-        language = " ".join(request.language.split())
-        if not _LANGUAGE.match(language):
+        language = request.language
+        if not _LANGUAGE.fullmatch(language):
             raise ApiError(
                 400,
                 "invalid_language",
@@ -101,11 +150,14 @@ def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOpti
 
 
 def check_idempotency_key(key: str | None) -> None:
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isprintable()):
+    if key is not None and not (
+        len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and _IDEMPOTENCY_KEY.fullmatch(key)
+    ):
         raise ApiError(
             400,
             "invalid_idempotency_key",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII "
+            "characters (spaces allowed inside)",
         )
 
 
@@ -116,30 +168,17 @@ def parse_job_id(raw: str) -> UUID:
         raise ApiError(404, "job_not_found", f"no job with id {raw!r}") from None
 
 
-MAX_CURSOR_LENGTH: Final = 200
-
-
 def encode_cursor(created_at: datetime, job_id: UUID) -> str:
-    raw = f"{created_at.astimezone(UTC).isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """Where the next page starts: `<microseconds since 1970>_<job id>`. Opaque to clients,
+    but of a shape a pattern can describe, so that every cursor the document allows is one
+    the API can read."""
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{job_id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """The (created_at, id) a cursor stands for. Only what `encode_cursor` produces is
-    accepted: the same bytes must come out when it is encoded again, so a crafted time
-    (another time zone, a year PostgreSQL cannot hold) is a 400, never a database error."""
-    invalid = ApiError(400, "invalid_cursor", "cursor is not one this API returned")
-    if len(cursor) > MAX_CURSOR_LENGTH:
-        raise invalid
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, job_id = base64.urlsafe_b64decode(padded).decode().split("|")
-        when, parsed_id = datetime.fromisoformat(created_at), UUID(job_id)
-        # Cursors carry UTC (as PostgreSQL returns timestamptz); converting also refuses a
-        # time that would leave the range of dates once moved to UTC.
-        canonical = when.astimezone(UTC)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise invalid from None
-    if when.utcoffset() != timedelta(0) or encode_cursor(canonical, parsed_id) != cursor:
-        raise invalid
-    return canonical, parsed_id
+    """The page start a cursor names."""
+    if not _CURSOR.fullmatch(cursor):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    micros, _, job_id = cursor.partition("_")
+    return _EPOCH + timedelta(microseconds=int(micros)), UUID(hex=job_id)

@@ -14,6 +14,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # the connection was closed under us
     asyncpg.OperatorInterventionError,  # shutdown, crash recovery, "starting up"
     asyncpg.TooManyConnectionsError,
+    # Every host of a multi-host URL answered, none accepts writes (target_session_attrs=
+    # read-write mid-failover: the old primary gone or demoted, the standby not yet promoted).
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 
 # Transient conflicts: the same statement will succeed when run again.

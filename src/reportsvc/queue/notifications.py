@@ -7,6 +7,10 @@ Two channels:
 
 Notifications are hints, never the record: the rows are. A listener that reconnects
 assumes it missed something; a lost notification costs a poll interval.
+
+Where LISTEN cannot work (PgBouncer in transaction mode, without a direct URL beside it),
+`JobPoller` gives event streams the same hints by polling the rows, one query for all the
+jobs an API process is watching; workers poll for work on their own.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Final
 from uuid import UUID
 
@@ -32,6 +36,9 @@ _IDS_PER_NOTIFY: Final = 200
 
 log = structlog.get_logger("reportsvc.notifications")
 QUERIES: Final = load_queries("notifications.sql")
+
+# Event streams' stand-in for LISTEN (see `JobPoller` and the statement's comment).
+JOB_VERSIONS: Final = QUERIES["job_versions"]
 
 
 class Listener:
@@ -62,6 +69,8 @@ class Listener:
                 conn = await asyncpg.connect(
                     self._url,
                     timeout=10,
+                    # LISTEN and the health check are simple queries: nothing to prepare.
+                    statement_cache_size=0,
                     server_settings={"application_name": self._application_name},
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
@@ -95,6 +104,55 @@ def _payload_only(callback: Callable[[str], None]) -> Callable[..., None]:
         callback(payload)
 
     return on_notification
+
+
+async def job_versions(pool: asyncpg.Pool, job_ids: Collection[UUID]) -> dict[UUID, str]:
+    """Each job's row version (see `JOB_VERSIONS`); deleted jobs are absent."""
+    rows = await pool.fetch(JOB_VERSIONS, list(job_ids))
+    return {row[0]: row[1] for row in rows}
+
+
+class JobPoller:
+    """LISTEN's stand-in for event streams: every `interval` seconds, one query reads the
+    row version of every job in `watched()`, and `changed` gets the ids of those whose row
+    changed since the last look, was seen for the first time (it may have changed between
+    the stream's first read and now), or is gone. Nothing is queried while nobody watches."""
+
+    def __init__(
+        self,
+        versions: Callable[[Collection[UUID]], Awaitable[dict[UUID, str]]],
+        watched: Callable[[], Collection[UUID]],
+        changed: Callable[[Iterable[UUID]], None],
+        *,
+        interval: float,
+    ) -> None:
+        self._versions = versions
+        self._watched = watched
+        self._changed = changed
+        self._interval = interval
+
+    async def run(self) -> None:
+        seen: dict[UUID, str] = {}
+        while True:
+            await asyncio.sleep(self._interval)
+            watched = set(self._watched())
+            if not watched:
+                seen.clear()
+                continue
+            try:
+                current = await self._versions(watched)
+            except DATABASE_UNAVAILABLE as exc:
+                # The next round compares with what was seen before the outage.
+                log.debug("cannot poll job versions", error=f"{type(exc).__name__}: {exc}")
+                continue
+            except Exception as exc:
+                log.warning("cannot poll job versions", error=f"{type(exc).__name__}: {exc}")
+                continue
+            moved = [job_id for job_id, version in current.items() if seen.get(job_id) != version]
+            gone = [job_id for job_id in seen if job_id in watched and job_id not in current]
+            seen = current
+            if moved or gone:
+                self._changed([*moved, *gone])
 
 
 class Publisher:
