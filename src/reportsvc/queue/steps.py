@@ -22,6 +22,9 @@ from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
 from reportsvc.queue.sql import load_queries
 
 Q: Final = load_queries("steps.sql")
+
+# The advisory lock that claims under MAX_RUNNING_STEPS_PER_OWNER take in turn.
+BOUNDED_CLAIMS_LOCK: Final = 0x7265706F7274  # "report"
 _json = msgspec.json.Encoder().encode
 
 
@@ -57,9 +60,16 @@ class StepQueue:
         """Up to `limit` steps, leased to `worker_id`, in turn order (owners take turns;
         within an owner, reports under way before new ones). One round trip (two for a
         summary step, or when webhook deliveries are among them)."""
-        rows = await self.pool.fetch(
-            Q["claim_steps"], worker_id, limit, lease_seconds, max_running_per_owner
-        )
+        if max_running_per_owner:
+            # Claims that count running steps take turns, cluster-wide: two at once would
+            # each see the other's steps as not yet running and pass the bound together.
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", BOUNDED_CLAIMS_LOCK)
+                rows = await conn.fetch(
+                    Q["claim_steps"], worker_id, limit, lease_seconds, max_running_per_owner
+                )
+        else:
+            rows = await self.pool.fetch(Q["claim_steps"], worker_id, limit, lease_seconds, 0)
         steps = [
             Step(
                 id=r[0],

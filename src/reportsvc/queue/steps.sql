@@ -21,8 +21,8 @@ WITH
 --    partial index steps_claim_idx holds only queued rows, in exactly this order, so this
 --    is a short index scan however many finished steps the table holds. SKIP LOCKED lets
 --    concurrent workers take disjoint rows without waiting for one another. With a bound
---    per owner, a step whose owner has that many running is passed over (the count is of
---    running rows; a claim can exceed the bound by its own size at most).
+--    per owner, a step whose owner has that many running is passed over (claims are then
+--    serialized by the caller, so the counts of running rows are not stale).
 ready AS (
     SELECT s.id
     FROM steps s
@@ -34,6 +34,22 @@ ready AS (
     ORDER BY s.turn, s.priority, s.run_after, s.id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+),
+-- 1b. With a bound, no more of one owner's steps than it has room for in this batch
+--     either (the others stay queued; their locks end with the statement).
+bounded AS (
+    SELECT r.id
+    FROM ready r
+    WHERE $4 = 0
+    UNION ALL
+    SELECT x.id
+    FROM (SELECT r.id, j.owner,
+                 row_number() OVER (PARTITION BY j.owner
+                                    ORDER BY s.turn, s.priority, s.run_after, s.id) AS nth
+          FROM ready r JOIN steps s ON s.id = r.id JOIN jobs j ON j.id = s.job_id) x
+    WHERE $4 > 0
+      AND x.nth + (SELECT count(*) FROM steps r JOIN jobs rj ON rj.id = r.job_id
+                   WHERE r.status = 'running' AND rj.owner IS NOT DISTINCT FROM x.owner) <= $4
 )
 -- 2. Take them: lease them to this worker and count the attempt. The attempt number is
 --    the fencing token every later write by this worker must present. A queued step of a
@@ -55,7 +71,7 @@ SET status = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
     waiting_for = NULL,
     finished_at = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
                        THEN NULL ELSE now() END
-FROM ready r, jobs j
+FROM bounded r, jobs j
 WHERE s.id = r.id AND j.id = s.job_id
 RETURNING s.id, s.kind, s.job_id, s.position, s.title, s.attempts,
           j.status IN ({active_jobs}) OR s.kind = 'webhook' AS live,
