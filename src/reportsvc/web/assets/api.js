@@ -10,6 +10,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.token = undefined; // the token the request carried (null: none)
   }
 }
 
@@ -86,7 +87,11 @@ export async function request(path, { method = "GET", body, accept = "applicatio
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "unreachable", "the service cannot be reached; check that it is running");
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    error.token = bearer || null; // which token was refused, for a 401 that comes in late
+    throw error;
+  }
   return response;
 }
 

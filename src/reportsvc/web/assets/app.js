@@ -113,6 +113,9 @@ function say(message) {
 
 /** Ask for a token: none was given, or the API refused the one the page had. */
 function lock(error) {
+  // A request sent with a token since replaced (answered after the switch) says nothing
+  // about the token in use now.
+  if (error.token !== undefined && error.token !== currentToken()) return;
   const refused = currentToken() !== null;
   stopEverything();
   useToken(null);
