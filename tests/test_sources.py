@@ -20,6 +20,7 @@ from reportsvc.sources.citations import cited_numbers, clean_citations
 from reportsvc.sources.passages import MAX_PASSAGE_CHARS, search_config, split_passages
 from tests.conftest import api_client
 from tests.helpers import Stores, running_worker, wait_for_job
+from tests.sse import read_events
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
 BETA = {"Authorization": "Bearer beta-secret"}
@@ -125,6 +126,12 @@ async def test_sections_carry_their_relevant_passages_and_their_citations_are_cl
         (2, "Harbour trade"),
     ]
     assert report["references"][1]["passage"] == HARBOUR["text"]
+    async with client.stream("GET", f"/reports/{job_id}/events") as stream:
+        events = [event async for event in read_events(stream)]
+    cited = {data["section"]: data["citations"] for name, data in events if name == "progress"
+             and data["step"] == "section"}  # fmt: skip
+    assert cited == {report["outline"][0]: [1], report["outline"][1]: [2], report["outline"][2]: []}
+    assert events[-1][1]["report"]["references"] == report["references"]
     markdown = (await client.get(f"/reports/{job_id}?format=markdown")).text
     assert "## References" in markdown
     assert "- [2] *Harbour trade*: Grain and timber ships" in markdown
@@ -285,3 +292,23 @@ async def test_an_idempotency_key_tells_different_sources_apart(client: httpx.As
         "/reports", json={"topic": TOPIC, "sources": [LIGHTHOUSE]}, headers=key
     )
     assert other.status_code == 409
+
+
+async def test_passages_are_searched_in_the_report_language(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    harbour = {"title": "Stadtchronik", "text": "Der Hafen der Stadt wurde 1887 erweitert."}
+    german = await client.post(
+        "/reports", json={"topic": "Eine Stadt", "language": "German", "sources": [harbour]}
+    )
+    english = await client.post("/reports", json={"topic": "Eine Stadt", "sources": [harbour]})
+    search = PassageSearch(pool)
+    # German stemming finds "Hafen" for "Häfen"; English (the default) does not.
+    found = await search.search(
+        UUID(german.json()["jobId"]), language="German", title="Die Häfen", topic="", limit=4
+    )
+    assert [p.number for p in found] == [1]
+    missed = await search.search(
+        UUID(english.json()["jobId"]), language=None, title="Die Häfen", topic="", limit=4
+    )
+    assert missed == []

@@ -297,7 +297,8 @@ class ReportStore:
         contents = row["done_contents"] or []
         options = _options(row["options"])
         references: list[Passage] = []
-        if options.sources and contents:
+        # Only a completed report shows its references.
+        if options.sources and contents and row["status"] == JobStatus.COMPLETED:
             cited = sorted(set().union(*(cited_numbers(text) for text in contents)))
             if cited:
                 rows = await self.pool.fetch(Q["cited_passages"], job_id, cited)
