@@ -14,9 +14,11 @@ pipeline over HTTP. Measured:
   that section's prompt carried (before cleaning: as the model wrote them);
 - citations removed, as the report counts them.
 
-`retrieval_time`: 10,000 passages stored (the corpus, again and again, as 250 jobs of 40
-passages), then the search of one section, timed from the worker's side (round trip
-included), for titles of every aspect; and the same with one job holding all 10,000.
+`retrieval_time`: 10,000 passages stored (the corpus, again and again: jobs of one
+evaluated report's size, and one job as large as the default SOURCES_MAX_CHARACTERS
+allows), then the search of one section, timed from the worker's side (round trip
+included), for titles of every aspect; and the same with one job holding all 10,000, far
+beyond what the default limits let a report have (for comparison).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from typing import Any
 from uuid import UUID
 
-from bench.corpus import Topic, corpus
+from bench.corpus import Document, Topic, corpus
 from reportsvc.db.engine import create_pool
 from reportsvc.domain import JobOptions, JobStatus
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
@@ -147,9 +149,9 @@ async def _finished(store: ReportStore, job_id: UUID, timeout: float = 60) -> An
 async def retrieval_time(
     database_url: str, *, stored: int = 10_000, searches: int = 400
 ) -> dict[str, Any]:
-    """Search times (ms) with `stored` passages in the table: spread over jobs the size of
-    an evaluated report, then all in one job (far more than SOURCES_MAX_CHARACTERS lets
-    one report have by default: about 300 passages)."""
+    """Search times (ms) with `stored` passages in the table, in a job the size of an
+    evaluated report and in the largest job SOURCES_MAX_CHARACTERS allows by default; then
+    with all of them in one job (about 30 times what the default allows)."""
     topics = corpus()
     titles = [(t.report_topic, title) for t in topics for title in t.section_titles().values()]
     pool = await create_pool(database_url, min_size=1, max_size=4)
@@ -158,16 +160,20 @@ async def retrieval_time(
     search = PassageSearch(pool)
     try:
         one_report = _passages(topics[:2])  # ten documents, as evaluated above
+        # The largest job the default limits allow: SOURCES_MAX_CHARACTERS of documents.
+        limit = Settings.model_fields["sources_max_characters"].default
+        largest_passages = _passages(_largest(topics, limit))
+        largest = await _create(store, topics[0].report_topic, largest_passages, 5)
         jobs = [
             await _create(store, topics[0].report_topic, one_report, 5)
-            for _ in range(stored // len(one_report))
+            for _ in range((stored - len(largest_passages)) // len(one_report))
         ]
-        rest = stored - len(jobs) * len(one_report)
-        if rest:
+        if rest := (stored - len(largest_passages)) % len(one_report):
             jobs.append(await _create(store, topics[0].report_topic, one_report[:rest], 5))
         await pool.execute("ANALYZE job_passages")
         spread_total = await pool.fetchval("SELECT count(*) FROM job_passages")
         spread = await _time(search, jobs[len(jobs) // 2], titles, searches)
+        at_limit = await _time(search, largest, titles, searches)
         plan = [
             r[0]
             for r in await pool.fetch(
@@ -186,9 +192,22 @@ async def retrieval_time(
     return {
         "stored": spread_total,
         "per_report": {"jobs": len(jobs), "passages": len(one_report), **spread},
+        "largest_allowed": {"passages": len(largest_passages), **at_limit},
         "one_job": {"passages": stored, **single},
         "plan": plan,
     }
+
+
+def _largest(topics: list[Topic], characters: int) -> list[Topic]:
+    """The corpus's documents, again and again, up to `characters` in all."""
+    documents: list[Document] = []
+    total = 0
+    while True:
+        for document in (d for t in topics for d in t.documents):
+            if total + len(document.text) > characters:
+                return [Topic(topics[0].town, documents)]
+            documents.append(document)
+            total += len(document.text)
 
 
 async def _time(

@@ -9,9 +9,16 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import jsonschema_rs
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from reportsvc.api.errors import ApiError
+from reportsvc.api.sources import clean_document
+from reportsvc.api.validation import DOCUMENT_PATTERN
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
 from reportsvc.pipeline.sources import NO_PASSAGE_NOTE
 from reportsvc.queue.sources import PassageSearch
@@ -19,7 +26,7 @@ from reportsvc.settings import Settings
 from reportsvc.sources.citations import cited_numbers, clean_citations
 from reportsvc.sources.passages import MAX_PASSAGE_CHARS, search_config, split_passages
 from tests.conftest import api_client
-from tests.helpers import Stores, running_worker, wait_for_job
+from tests.helpers import Stores, make_settings, running_worker, wait_for_job
 from tests.sse import read_events
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
@@ -312,3 +319,20 @@ async def test_passages_are_searched_in_the_report_language(
         UUID(english.json()["jobId"]), language=None, title="Die Häfen", topic="", limit=4
     )
     assert missed == []
+
+
+@given(st.text(max_size=20) | st.sampled_from(["\x00", "a\x00", "\x1c", "\u3000x", " \t\n", "x"]))
+@hyp_settings(max_examples=300, deadline=None)
+def test_the_documented_source_text_is_exactly_what_the_handler_accepts(raw: str) -> None:
+    settings = make_settings(database_url="postgresql://db/reports")
+    validator = jsonschema_rs.Draft202012Validator({"type": "string", "pattern": DOCUMENT_PATTERN})
+
+    def accepted(title: str, text: str) -> bool:
+        try:
+            clean_document(title, text, "sources[0]", settings)
+        except ApiError:
+            return False
+        return True
+
+    assert bool(validator.is_valid(raw)) == accepted(raw, "text"), repr(raw)
+    assert bool(validator.is_valid(raw)) == accepted("title", raw), repr(raw)
