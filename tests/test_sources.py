@@ -204,8 +204,8 @@ async def test_retrieval_ranks_by_the_section_title_within_the_job_only(
         ([{"title": "T", "text": 3}], 400, "invalid_request", "sources[0].text"),
         ([{"title": "T", "text": "x", "url": "y"}], 400, "invalid_request", "url"),
         ("not a list", 400, "invalid_request", "sources"),
-        (["5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30"], 400, "unknown_source", "sources[0]"),
-        ([HARBOUR, "not-an-id"], 400, "unknown_source", "sources[1]"),
+        (["5b8cfda7-4eaa-40bd-9c0e-93bb9d87ac30"], 404, "source_not_found", "sources[0]"),
+        ([HARBOUR, "not-an-id"], 400, "invalid_source", "sources[1]"),
     ],
 )
 async def test_bad_sources_are_refused_naming_the_field(
@@ -246,8 +246,8 @@ async def test_uploaded_sources_belong_to_their_token(locked: httpx.AsyncClient)
     refused = await locked.post(
         "/reports", json={"topic": TOPIC, "sources": [source_id]}, headers=BETA
     )
-    assert refused.status_code == 400
-    assert refused.json()["code"] == "unknown_source"
+    assert refused.status_code == 404
+    assert refused.json()["code"] == "source_not_found"
     assert (await locked.get("/sources")).status_code == 401
 
     used = await locked.post(

@@ -120,10 +120,6 @@ CREATE_RESPONSES: Final = {
         ),
         ("invalid_source", "sources[1].text must not be empty or blank"),
         (
-            "unknown_source",
-            "sources[0]: no source with id '0f8e2f4c-1b7a-4c55-9a55-3f2b9c1d7e21'",
-        ),
-        (
             "webhooks_disabled",
             (
                 "webhookUrl cannot be used here: the service has no WEBHOOK_SECRET to sign "
@@ -141,6 +137,14 @@ CREATE_RESPONSES: Final = {
                 "sources have 250000 characters together; the limit is 200000 "
                 "(SOURCES_MAX_CHARACTERS)"
             ),
+        ),
+    ),
+    404: error(
+        404,
+        "`sources` names a source that does not exist, or belongs to another API token.",
+        (
+            "source_not_found",
+            "sources[0]: no source with id '0f8e2f4c-1b7a-4c55-9a55-3f2b9c1d7e21'",
         ),
     ),
     409: error(
@@ -533,7 +537,7 @@ def sources_schema(settings: Settings) -> Schema:
             f"documents of SOURCES_MAX_CHARACTERS ({characters}) characters together (more: "
             "413). Each section is given the passages most relevant to its title and cites "
             "them as [n]; the report lists them in `references`. An id that does not exist "
-            "or belongs to another API token is a 400 (`unknown_source`). An empty list is "
+            "or belongs to another API token is a 404 (`source_not_found`). An empty list is "
             "the same as none."
         ),
         items=Schema(

@@ -5,8 +5,8 @@ A report's sources are documents given in the request (`{"title", "text"}`) or t
 documents uploaded before with POST /sources. Either way the job gets its own copy, split
 into numbered passages, when it is created: deleting an uploaded source later does not
 change a job that used it. With API tokens, an uploaded source belongs to the token that
-uploaded it, like a job: another token gets 404 for it, and 400 (`unknown_source`) when
-it names it in POST /reports, exactly as for an id that does not exist.
+uploaded it, like a job: another token gets 404 for it, also when it names it in POST
+/reports (`source_not_found`), exactly as for an id that does not exist.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ async def read_sources(
         if isinstance(item, str):
             found = stored.get(UUID(item))
             if found is None:
-                raise ApiError(400, "unknown_source", f"{field}: no source with id {item!r}")
+                raise ApiError(404, "source_not_found", f"{field}: no source with id {item!r}")
             documents.append((found.id, found.title, found.text))
         else:
             title, text = clean_document(item.title, item.text, field, settings)
@@ -151,7 +151,7 @@ def _source_id(raw: str, field: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise ApiError(
-            400, "unknown_source", f"{field}: {raw!r} is not a source id (a UUID)"
+            400, "invalid_source", f"{field}: {raw!r} is not a source id (a UUID)"
         ) from None
 
 
