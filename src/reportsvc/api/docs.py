@@ -8,6 +8,7 @@ from typing import Any, Final
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Example,
+    Link,
     OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -423,15 +424,19 @@ def complete_document(openapi: OpenAPI, settings: Settings) -> None:
         pattern=IDEMPOTENCY_KEY_PATTERN,
         examples=["5b0f3c1e-6a55-4d7e-9d0c-5a2a8f3e9b11"],
     )
-    _parameter(reports.get, "cursor").schema = Schema(
-        type=OpenAPIType.STRING,
-        pattern=CURSOR_PATTERN,
-        description="`nextCursor` from the previous page; absent for the first page.",
-    )
+    listed_sources = openapi.paths["/sources"].get
+    assert listed_sources is not None
+    for listing in (reports.get, listed_sources):
+        _parameter(listing, "cursor").schema = Schema(
+            type=OpenAPIType.STRING,
+            pattern=CURSOR_PATTERN,
+            description="`nextCursor` from the previous page; absent for the first page.",
+        )
     answer = events.get.responses["200"]
     assert isinstance(answer, OpenAPIResponse)
     assert answer.content is not None
     answer.content["text/event-stream"].schema = event_schema()
+    _link_ids(openapi)
     job = openapi.paths["/reports/{job_id}"].get
     assert job is not None
     assert job.responses is not None
@@ -629,6 +634,34 @@ def _event(name: str, description: str, data: Schema | Reference) -> Schema:
             ),
         },
     )
+
+
+# What a created resource's id leads to: (path of the creating POST, its status, the body
+# field with the id, the path parameter, the operations that take it).
+_LINKS: Final = (
+    ("/reports", "202", "jobId", "job_id",
+     ("ReportsJobIdGetReport", "ReportsJobIdCancelReport", "ReportsJobIdEventsReportEvents")),
+    ("/sources", "201", "sourceId", "source_id",
+     ("SourcesSourceIdGetSource", "SourcesSourceIdDeleteSource")),
+)  # fmt: skip
+
+
+def _link_ids(openapi: OpenAPI) -> None:
+    """OpenAPI links from each POST that creates something to the operations that take its
+    id, so that clients and tools (schemathesis's stateful phase) can follow them."""
+    assert openapi.paths is not None
+    for path, status, field, parameter, operations in _LINKS:
+        created = openapi.paths[path].post
+        assert created is not None
+        assert created.responses is not None
+        answer = created.responses[status]
+        assert isinstance(answer, OpenAPIResponse)
+        answer.links = {
+            operation: Link(
+                operation_id=operation, parameters={parameter: f"$response.body#/{field}"}
+            )
+            for operation in operations
+        }
 
 
 def _component(struct: type) -> str:
