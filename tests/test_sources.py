@@ -20,7 +20,7 @@ from reportsvc.api.errors import ApiError
 from reportsvc.api.sources import clean_document
 from reportsvc.api.validation import DOCUMENT_PATTERN
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread
-from reportsvc.pipeline.sources import NO_PASSAGE_NOTE
+from reportsvc.pipeline.sources import NO_PASSAGE_NOTE, grounded_summary
 from reportsvc.queue.sources import PassageSearch
 from reportsvc.settings import Settings
 from reportsvc.sources.citations import cited_numbers, clean_citations
@@ -79,6 +79,12 @@ def test_citations_of_numbers_not_given_are_removed_and_counted() -> None:
     gone = clean_citations("Invented [12]. Also [13, 14].", {1})
     assert gone == ("Invented. Also.", 3)
     assert cited_numbers(cleaned.text) == {2, 4}
+
+
+def test_a_summary_may_cite_only_what_its_sections_cite() -> None:
+    written = {"One": "Ships [2].", "Two": "Lamps [4][5]."}
+    cleaned = grounded_summary("Ships came [2] and lamps burned [5, 7]; see also [9].", written)
+    assert cleaned == ("Ships came [2] and lamps burned [5]; see also.", 2)
 
 
 def test_the_report_language_picks_the_text_search_configuration() -> None:
@@ -336,3 +342,21 @@ def test_the_documented_source_text_is_exactly_what_the_handler_accepts(raw: str
 
     assert bool(validator.is_valid(raw)) == accepted(raw, "text"), repr(raw)
     assert bool(validator.is_valid(raw)) == accepted("title", raw), repr(raw)
+
+
+async def test_a_report_with_sources_and_a_summary_completes(
+    settings: Settings, pool: asyncpg.Pool, stores: Stores, fake_llm: FakeLLMThread
+) -> None:
+    fake_llm.configure(FakeConfig(outline_titles=TITLES[:2], cite_unknown=True))
+    summarised = settings.model_copy(update={"summary_pass": True})
+    async with api_client(summarised, pool) as client:
+        response = await client.post(
+            "/reports", json={"topic": TOPIC, "sections": 2, "sources": [LIGHTHOUSE, HARBOUR]}
+        )
+        job_id = UUID(response.json()["jobId"])
+        async with running_worker(stores, summarised):
+            await wait_for_job(stores, job_id)
+        report = (await client.get(f"/reports/{job_id}")).json()["report"]
+    assert report["summary"]
+    assert [r["number"] for r in report["references"]] == [1, 2]
+    assert report["citationsRemoved"] == 2

@@ -4,11 +4,13 @@ runner given as `deliveries`, which the worker's wiring provides)."""
 
 from __future__ import annotations
 
+import msgspec
+
 from reportsvc.domain import Step, StepKind, StepResult, StepRunner
 from reportsvc.pipeline.model import ChatModel
 from reportsvc.pipeline.outline import OutlineSetting, OutlineWriter
 from reportsvc.pipeline.section import write_section
-from reportsvc.pipeline.sources import section_passages
+from reportsvc.pipeline.sources import grounded_summary, section_passages
 from reportsvc.sources import PassageIndex
 
 
@@ -57,9 +59,15 @@ class ReportPipeline:
         passages = None
         if step.kind is StepKind.SECTION and step.options.sources:
             passages = await section_passages(self._index(), step, limit=self._passages_per_section)
-        return await write_section(
+        result = await write_section(
             self._model, step, max_tokens=self._section_max_tokens, passages=passages
         )
+        if step.kind is StepKind.SUMMARY and step.options.sources and result.content:
+            cleaned = grounded_summary(result.content, step.written)
+            result = msgspec.structs.replace(
+                result, content=cleaned.text, citations_removed=cleaned.removed
+            )
+        return result
 
     def _index(self) -> PassageIndex:
         if self._passages is None:

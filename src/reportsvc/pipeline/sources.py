@@ -46,3 +46,13 @@ def grounded_text(text: str, passages: list[Passage]) -> Cleaned:
         return cleaned
     SECTIONS_WITHOUT_PASSAGES.inc()
     return Cleaned(f"{NO_PASSAGE_NOTE}\n\n{cleaned.text}", cleaned.removed)
+
+
+def grounded_summary(text: str, written: dict[str, str]) -> Cleaned:
+    """The summary of a report with sources, citing only what its sections cite: it was
+    given the sections, not the passages, so any other number is invented."""
+    cited = set().union(*(cited_numbers(section) for section in written.values()))
+    cleaned = clean_citations(text, cited)
+    CITATIONS.labels("kept").inc(len(cited_numbers(cleaned.text)))
+    CITATIONS.labels("removed").inc(cleaned.removed)
+    return cleaned
