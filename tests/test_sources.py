@@ -286,6 +286,24 @@ async def test_a_job_keeps_its_copy_of_a_source_deleted_after_it_was_created(
     assert str(source) == source_id
 
 
+async def test_uploads_are_bounded_per_token(settings: Settings, pool: asyncpg.Pool) -> None:
+    tokens = [SecretStr("alpha-secret"), SecretStr("beta-secret")]
+    bounded = settings.model_copy(update={"api_tokens": tokens, "sources_max_stored": 2})
+    async with api_client(bounded, pool) as client:
+        codes = [
+            (await client.post("/sources", json=HARBOUR, headers=ALPHA)).status_code
+            for _ in range(3)
+        ]
+        assert codes == [201, 201, 409]
+        refused = await client.post("/sources", json=HARBOUR, headers=ALPHA)
+        assert refused.json()["code"] == "sources_full"
+        # Another token has its own room; deleting one makes room again.
+        assert (await client.post("/sources", json=HARBOUR, headers=BETA)).status_code == 201
+        first = (await client.get("/sources", headers=ALPHA)).json()["sources"][0]["sourceId"]
+        await client.delete(f"/sources/{first}", headers=ALPHA)
+        assert (await client.post("/sources", json=HARBOUR, headers=ALPHA)).status_code == 201
+
+
 async def test_uploading_a_bad_source_names_the_field(client: httpx.AsyncClient) -> None:
     blank = await client.post("/sources", json={"title": "T", "text": "  "})
     assert (blank.status_code, blank.json()["code"]) == (400, "invalid_source")

@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     # Characters of all of one report's documents together; also the most one uploaded
     # document may have.
     sources_max_characters: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000
+    # Uploaded sources one API token (or, without tokens, everyone) may store; 0: no bound.
+    sources_max_stored: Annotated[int, Field(ge=0, le=10_000_000)] = 1000
     # Passages a section's prompt carries at most.
     passages_per_section: Annotated[int, Field(ge=1, le=20)] = 4
 

@@ -305,6 +305,17 @@ SOURCE_CREATE_RESPONSES: Final = {
         ("invalid_request", "text: Expected str, got int"),
         ("invalid_json", "the request body is not valid JSON (unexpected end of input)"),
     ),
+    409: error(
+        409,
+        "This API token already stores SOURCES_MAX_STORED sources.",
+        (
+            "sources_full",
+            (
+                "this API token already stores 1000 sources (SOURCES_MAX_STORED); delete "
+                "some with DELETE /sources/{sourceId} first"
+            ),
+        ),
+    ),
     413: error(
         413,
         "The body is larger than MAX_BODY_BYTES, or the text than SOURCES_MAX_CHARACTERS.",

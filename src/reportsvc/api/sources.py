@@ -201,7 +201,15 @@ class SourceController(Controller):
         except (UnicodeError, RecursionError, msgspec.DecodeError) as exc:
             raise undecodable(exc) from None
         title, text = clean_document(data.title, data.text, "source", services.settings)
-        row = await services.sources.create(owner=owner, title=title, text=text)
+        bound = services.settings.sources_max_stored
+        row = await services.sources.create(owner=owner, title=title, text=text, max_stored=bound)
+        if row is None:
+            raise ApiError(
+                409,
+                "sources_full",
+                f"this API token already stores {bound} sources (SOURCES_MAX_STORED); "
+                "delete some with DELETE /sources/{sourceId} first",
+            )
         created = SourceCreated(
             source_id=row.id, title=row.title, characters=row.characters, created_at=row.created_at
         )

@@ -42,9 +42,13 @@ class SourceStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create(self, *, owner: str | None, title: str, text: str) -> SourceRow:
-        row = await self.pool.fetchrow(Q["create_source"], owner, title, text)
-        assert row is not None
+    async def create(
+        self, *, owner: str | None, title: str, text: str, max_stored: int = 0
+    ) -> SourceRow | None:
+        """The stored source; None when `owner` already stores `max_stored` (0: no bound)."""
+        row = await self.pool.fetchrow(Q["create_source"], owner, title, text, max_stored)
+        if row is None:
+            return None
         return SourceRow(row[0], row[1], row[2], row[3])
 
     async def page(

@@ -4,8 +4,13 @@
 
 
 -- name: create_source
--- $1 owner (or NULL), $2 title, $3 text
-INSERT INTO sources (owner, title, text) VALUES ($1, $2, $3)
+-- $1 owner (or NULL), $2 title, $3 text, $4 the most sources one owner may store
+-- (SOURCES_MAX_STORED; 0: no bound). No row back: the owner has that many already. The
+-- count is read on sources_owner_created_at_idx; two uploads at the same moment may both
+-- pass it, so the bound can be exceeded by the uploads in flight, no more.
+INSERT INTO sources (owner, title, text)
+SELECT $1, $2, $3
+WHERE $4 = 0 OR (SELECT count(*) FROM sources WHERE coalesce(owner, '') = coalesce($1, '')) < $4
 RETURNING id, title, length(text) AS characters, created_at;
 
 
