@@ -180,6 +180,34 @@ GET_RESPONSES: Final = {
             "createdAt": "2026-11-27T10:00:00Z",
             "finishedAt": "2026-11-27T10:00:41Z",
         },
+        completed_with_sources={
+            "jobId": JOB_ID,
+            "status": "completed",
+            "progress": 1.0,
+            "report": {
+                "topic": "The old harbour town",
+                "outline": ["I. Lighthouse keepers", "II. Volcanic geology"],
+                "sections": {
+                    "I. Lighthouse keepers": "The keeper lit the lamp at dusk [1]. ...",
+                    "II. Volcanic geology": (
+                        "*None of the sources given for this report covers this section; it "
+                        "is written without them.*\n\n..."
+                    ),
+                },
+                "references": [
+                    {
+                        "number": 1,
+                        "title": "Lighthouse keepers",
+                        "passage": "# The lamp\n\nThe keeper lit the lamp at dusk...",
+                    }
+                ],
+                "citationsRemoved": 1,
+                "sectionsWithoutSources": ["II. Volcanic geology"],
+            },
+            "options": {"sections": 2, "detail": "standard", "summary": False, "sources": 2},
+            "createdAt": "2026-11-27T10:00:00Z",
+            "finishedAt": "2026-11-27T10:00:39Z",
+        },
         completed_short={
             "jobId": JOB_ID,
             "status": "completed",
