@@ -4,6 +4,7 @@
     python -m bench --quick      # smaller sizes, under 2 minutes
     python -m bench --json       # the same figures as JSON (machine info included)
     python -m bench --only pickup,api
+    python -m bench --only sources   # the sources evaluation (recall@k, citations, search)
 
 Everything runs against the PostgreSQL server of DATABASE_URL, in scratch databases it
 creates and drops; without DATABASE_URL an embedded PostgreSQL is started (pgserver).
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import api, memory, metrics, overhead, pickup, quota, scale, throughput
+from bench import api, memory, metrics, overhead, pickup, quota, scale, sources, throughput
 from bench.harness import machine_info, postgres_version, scratch_database
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.settings import normalize_database_url
@@ -45,11 +46,14 @@ class Sizes:
     quota_reports: int
     turns_backlog: int
     gate_rows: int
+    sources_searches: int
 
 
-QUICK = Sizes(100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000, 100_000, 12, 20, 10_000)
+QUICK = Sizes(
+    100, {10: 10_000, 100: 20_000}, 1, 6, 10_000, 1_000, 100_000, 100_000, 12, 20, 10_000, 200
+)
 FULL = Sizes(
-    300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000, 500_000, 30, 60, 20_000
+    300, {10: 20_000, 100: 40_000}, 3, 20, 10_000, 10_000, 100_000, 500_000, 30, 60, 20_000, 1000
 )
 
 
@@ -241,6 +245,53 @@ def _figures_gate(r: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _figures_sources(quality: dict[str, Any], search: dict[str, Any]) -> list[Figure]:
+    k, stored = quality["k"], search["stored"]
+    spread, largest, single = search["per_report"], search["largest_allowed"], search["one_job"]
+    return [
+        Figure(
+            f"sources: sections given their planted fact's passage (recall@{k})",
+            quality["recall_at_k"],
+            "",
+            ">= 0.9",
+            quality["recall_at_k"] >= 0.9,
+        ),
+        Figure(
+            "sources: citations naming a passage given, after cleaning",
+            quality["citation_validity"],
+            "",
+            "= 1.0",
+            quality["citation_validity"] == 1.0,
+        ),
+        *(
+            Figure(
+                f"sources: section search, {stored} passages stored, {label}",
+                value,
+                "ms",
+                "<= 20 ms",
+                value <= 20,
+            )
+            for label, value in (
+                (f"a job of {spread['passages']}, median", spread["median_ms"]),
+                (f"a job of {spread['passages']}, p95", spread["p95_ms"]),
+                (f"the largest job allowed ({largest['passages']}), median", largest["median_ms"]),
+                (f"the largest job allowed ({largest['passages']}), p95", largest["p95_ms"]),
+            )
+        ),
+        # Far beyond SOURCES_MAX_CHARACTERS' default: how the search grows, not a target.
+        *(
+            Figure(
+                f"sources: section search, all {single['passages']} passages in one job, {q}",
+                single[f"{q}_ms"],
+                "ms",
+                "(for comparison)",
+                ok=True,
+            )
+            for q in ("median", "p95")
+        ),
+    ]
+
+
 async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     figures: list[Figure] = []
@@ -333,6 +384,14 @@ async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
         )
         figures.extend(_figures_gate(results["gate"]))
 
+    async def do_sources() -> None:
+        async with scratch_database(server_url) as url:
+            quality = await sources.evaluate(url)
+        async with scratch_database(server_url) as url:
+            search = await sources.retrieval_time(url, searches=sizes.sources_searches)
+        results["sources"] = {"quality": quality, "search": search}
+        figures.extend(_figures_sources(quality, search))
+
     await step("pickup", do_pickup)
     await step("overhead", do_overhead)
     await step("throughput", do_throughput)
@@ -342,6 +401,7 @@ async def run(server_url: str, sizes: Sizes, only: set[str]) -> dict[str, Any]:
     await step("metrics", do_metrics)
     await step("quota", do_quota)
     await step("gate", do_gate)
+    await step("sources", do_sources)
     return {"figures": [f.__dict__ for f in figures], "results": results}
 
 

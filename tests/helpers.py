@@ -17,6 +17,7 @@ from reportsvc.domain import JobOptions, JobStatus, StepRunner
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.reports import JobRow, ReportStore
+from reportsvc.queue.sources import PassageSearch
 from reportsvc.queue.steps import StepQueue
 from reportsvc.queue.tokens import TokenStore
 from reportsvc.runtime import model_client, report_pipeline, worker_config
@@ -76,7 +77,7 @@ async def running_worker(
     worker = Worker(
         stores.queue,
         stores.operations,
-        runner or report_pipeline(settings, model),
+        runner or report_pipeline(settings, model, passages=PassageSearch(stores.queue.pool)),
         msgspec.structs.replace(worker_config(settings, concurrency=concurrency), **config),
         worker_id=worker_id,
     )

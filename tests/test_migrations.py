@@ -54,6 +54,8 @@ async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: st
         "admission",
         "fair_turns",
         "model_quotas",
+        "sources",
+        "job_passages",
         "alembic_version",
     }
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
@@ -109,6 +111,8 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
         "admission",
         "fair_turns",
         "model_quotas",
+        "sources",
+        "job_passages",
         "alembic_version",
     }
 

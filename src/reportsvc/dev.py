@@ -27,6 +27,7 @@ from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.fake import FakeLLM, serve
 from reportsvc.queue.notifications import Publisher
+from reportsvc.queue.sources import PassageSearch
 from reportsvc.runtime import (
     build_worker,
     model_client,
@@ -105,7 +106,7 @@ async def run_dev(settings: Settings, *, host: str, port: int) -> None:
     model = await model_client(settings, pool)
     publisher = Publisher(pool)
     sender = webhook_sender(settings, pool, publisher)
-    runner = report_pipeline(settings, model, deliveries=sender)
+    runner = report_pipeline(settings, model, deliveries=sender, passages=PassageSearch(pool))
     worker = build_worker(pool, runner, worker_config(settings), publisher=publisher)
     api_task = asyncio.create_task(server.serve(), name="api")
     worker_task = asyncio.create_task(worker.run(), name="worker")

@@ -70,6 +70,10 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     language: str | None = None
     # A final pass writes a short summary from the finished sections (SUMMARY_PASS).
     summary: bool = False
+    # Documents the report is written from (0: none), and a digest of them, so that a
+    # request repeated with an Idempotency-Key but other sources is told apart.
+    sources: int = 0
+    sources_digest: str | None = None
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -138,6 +142,10 @@ class StepResult(msgspec.Struct, frozen=True, kw_only=True):
     # The HTTP status the step's call was answered with, when it is worth keeping (a
     # webhook receiver's answer).
     status_code: int | None = None
+    # A section of a report with sources: how many passages its prompt carried (0: none
+    # was relevant), and how many citations of passages it was not given were removed.
+    passages_given: int | None = None
+    citations_removed: int = 0
 
 
 class StepRunner(Protocol):

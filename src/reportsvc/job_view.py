@@ -38,12 +38,57 @@ class CamelStruct(msgspec.Struct, rename="camel", omit_defaults=True):
     """Base for every body: camelCase on the wire, unset fields left out."""
 
 
+class Reference(CamelStruct):
+    """A passage of the report's sources that its sections cite as `[number]`."""
+
+    number: int
+    title: Annotated[str, msgspec.Meta(description="The title of the passage's document.")]
+    passage: str
+
+
 class Report(CamelStruct):
     topic: str
     outline: list[str]
     sections: dict[str, str]
     # With SUMMARY_PASS: a short summary written from the finished sections.
     summary: str | UnsetType = UNSET
+    # A report written from sources: what its citations refer to, and how it went.
+    references: (
+        Annotated[
+            list[Reference],
+            msgspec.Meta(
+                description=(
+                    "A report with sources: the passages its sections cite as [n], by number "
+                    "(an empty list when none is cited)."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    citations_removed: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                description=(
+                    "A report with sources: citations the model made of passage numbers its "
+                    "section was not given, removed from the text."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    sections_without_sources: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                description=(
+                    "A report with sources: the sections no passage was relevant to; each "
+                    "says so in its first line."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Options(CamelStruct):
@@ -53,6 +98,10 @@ class Options(CamelStruct):
     detail: Detail
     summary: bool
     language: str | UnsetType = UNSET
+    sources: (
+        Annotated[int, msgspec.Meta(description="Documents the report is written from.")]
+        | UnsetType
+    ) = UNSET
 
 
 class TokenUsage(CamelStruct):
@@ -216,6 +265,10 @@ def _report(job: JobRow) -> Report:
     )
     if job.summary is not None:
         report.summary = job.summary
+    if job.options.sources:
+        report.references = [Reference(p.number, p.title, p.text) for p in job.references]
+        report.citations_removed = job.citations_removed
+        report.sections_without_sources = job.unsourced_sections
     return report
 
 
@@ -268,4 +321,6 @@ def _options(job: JobRow) -> Options:
     )  # language follows only when chosen
     if job.options.language is not None:
         options.language = job.options.language
+    if job.options.sources:
+        options.sources = job.options.sources
     return options

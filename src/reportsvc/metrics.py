@@ -93,3 +93,24 @@ QUOTA_PAUSED_SECONDS: Final = Gauge(
     "How long a model is still paused for after a 429, by model.",
     ["model"],
 )
+
+# --- sources -------------------------------------------------------------------------------
+RETRIEVAL_SECONDS: Final = Histogram(
+    "reportsvc_retrieval_seconds",
+    "Duration of a section's search of its job's passages (reports with sources).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+)
+SECTION_PASSAGES: Final = Counter(
+    "reportsvc_section_passages",
+    "Passages given to section prompts (reports with sources).",
+)
+SECTIONS_WITHOUT_PASSAGES: Final = Counter(
+    "reportsvc_sections_without_passages",
+    "Sections of reports with sources that no passage was relevant to.",
+)
+CITATIONS: Final = Counter(
+    "reportsvc_citations",
+    "Citations in section answers, by outcome: kept (a passage the section was given), "
+    "removed (a number it was not given).",
+    ["outcome"],
+)

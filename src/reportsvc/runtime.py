@@ -18,8 +18,10 @@ from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.quotas import QuotaStore
 from reportsvc.queue.reports import ReportStore
+from reportsvc.queue.sources import PassageSearch
 from reportsvc.queue.steps import StepQueue
 from reportsvc.settings import Settings
+from reportsvc.sources import PassageIndex
 from reportsvc.webhooks.sender import WebhookConfig, WebhookSender
 from reportsvc.worker import DATABASE_ERRORS, Worker, WorkerConfig
 
@@ -76,10 +78,15 @@ async def model_client(settings: Settings, pool: asyncpg.Pool) -> OpenAIChatMode
 
 
 def report_pipeline(
-    settings: Settings, model: OpenAIChatModel, *, deliveries: StepRunner | None = None
+    settings: Settings,
+    model: OpenAIChatModel,
+    *,
+    deliveries: StepRunner | None = None,
+    passages: PassageIndex | None = None,
 ) -> ReportPipeline:
     """The runner of every step: the report's own steps, and webhook steps handed to
-    `deliveries` (a `WebhookSender`)."""
+    `deliveries` (a `WebhookSender`); the sections of reports with sources search
+    `passages`."""
     return ReportPipeline(
         model,
         max_title_length=settings.max_title_length,
@@ -87,6 +94,8 @@ def report_pipeline(
         outline_format=settings.outline_format,
         max_attempts=settings.max_attempts,
         deliveries=deliveries,
+        passages=passages,
+        passages_per_section=settings.passages_per_section,
     )
 
 
@@ -125,7 +134,9 @@ async def run_worker(
     model = await model_client(settings, pool)
     publisher = Publisher(pool)
     sender = webhook_sender(settings, pool, publisher)
-    runner = runner or report_pipeline(settings, model, deliveries=sender)
+    runner = runner or report_pipeline(
+        settings, model, deliveries=sender, passages=PassageSearch(pool)
+    )
     worker = build_worker(pool, runner, config, publisher=publisher)
     loop = asyncio.get_running_loop()
     signals = 0

@@ -143,11 +143,23 @@ class Settings(BaseSettings):
     # A final pass writes a short summary from the finished sections.
     summary_pass: bool = False
 
+    # --- sources ----------------------------------------------------------------------
+    # Documents one report may be written from (given in the request or uploaded).
+    sources_max_documents: Annotated[int, Field(ge=1, le=1000)] = 20
+    # Characters of all of one report's documents together; also the most one uploaded
+    # document may have.
+    sources_max_characters: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000
+    # Uploaded sources one API token (or, without tokens, everyone) may store; 0: no bound.
+    sources_max_stored: Annotated[int, Field(ge=0, le=10_000_000)] = 1000
+    # Passages a section's prompt carries at most.
+    passages_per_section: Annotated[int, Field(ge=1, le=20)] = 4
+
     # --- the door ---------------------------------------------------------------------
     # API tokens (comma-separated); with any token here or in the api_tokens table, every
     # /reports endpoint needs Authorization: Bearer <token>.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    # Request bodies carry documents (sources), hence 1 MiB rather than a topic's few KiB.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     # POST /reports per minute per API token (or client address); 0: no limit.
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     # Keep the API locked even with no token configured or stored (every call needs one).

@@ -20,6 +20,7 @@ from reportsvc.api.errors import EXCEPTION_HANDLERS
 from reportsvc.api.operations import healthz, healthz_head, metrics, readyz
 from reportsvc.api.reports import ReportController
 from reportsvc.api.services import Services
+from reportsvc.api.sources import SourceController
 from reportsvc.api.web import page_handlers
 from reportsvc.db.engine import create_pool
 from reportsvc.process import freeze_startup_objects
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         before_send=[fix_allow_header],
         route_handlers=[
             ReportController,
+            SourceController,
             healthz,
             healthz_head,
             readyz,

@@ -8,7 +8,9 @@ from typing import Any, Final
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Example,
+    Link,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -21,6 +23,7 @@ from litestar.openapi.spec import (
 from reportsvc.api.events import ProgressEvent
 from reportsvc.api.schemas import (
     MAX_LANGUAGE_LENGTH,
+    MAX_SOURCE_TITLE_LENGTH,
     CancelResult,
     ErrorBody,
     Health,
@@ -28,9 +31,14 @@ from reportsvc.api.schemas import (
     JobList,
     JobStatus,
     Readiness,
+    SourceCreated,
+    SourceDeleted,
+    SourceDetail,
+    SourceList,
 )
 from reportsvc.api.validation import (
     CURSOR_PATTERN,
+    DOCUMENT_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     LANGUAGE_PATTERN,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -108,6 +116,11 @@ CREATE_RESPONSES: Final = {
             ),
         ),
         (
+            "too_many_sources",
+            "sources has 25 documents; the limit is 20 (SOURCES_MAX_DOCUMENTS)",
+        ),
+        ("invalid_source", "sources[1].text must not be empty or blank"),
+        (
             "webhooks_disabled",
             (
                 "webhookUrl cannot be used here: the service has no WEBHOOK_SECRET to sign "
@@ -117,8 +130,23 @@ CREATE_RESPONSES: Final = {
     ),
     413: error(
         413,
-        "The body is larger than 64 KiB.",
-        ("request_too_large", "the request body is too large"),
+        "The body is larger than MAX_BODY_BYTES, or the sources than SOURCES_MAX_CHARACTERS.",
+        ("request_too_large", "the request body is too large (MAX_BODY_BYTES)"),
+        (
+            "sources_too_large",
+            (
+                "sources have 250000 characters together; the limit is 200000 "
+                "(SOURCES_MAX_CHARACTERS)"
+            ),
+        ),
+    ),
+    404: error(
+        404,
+        "`sources` names a source that does not exist, or belongs to another API token.",
+        (
+            "source_not_found",
+            "sources[0]: no source with id '0f8e2f4c-1b7a-4c55-9a55-3f2b9c1d7e21'",
+        ),
     ),
     409: error(
         409,
@@ -151,6 +179,34 @@ GET_RESPONSES: Final = {
             },
             "createdAt": "2026-11-27T10:00:00Z",
             "finishedAt": "2026-11-27T10:00:41Z",
+        },
+        completed_with_sources={
+            "jobId": JOB_ID,
+            "status": "completed",
+            "progress": 1.0,
+            "report": {
+                "topic": "The old harbour town",
+                "outline": ["I. Lighthouse keepers", "II. Volcanic geology"],
+                "sections": {
+                    "I. Lighthouse keepers": "The keeper lit the lamp at dusk [1]. ...",
+                    "II. Volcanic geology": (
+                        "*None of the sources given for this report covers this section; it "
+                        "is written without them.*\n\n..."
+                    ),
+                },
+                "references": [
+                    {
+                        "number": 1,
+                        "title": "Lighthouse keepers",
+                        "passage": "# The lamp\n\nThe keeper lit the lamp at dusk...",
+                    }
+                ],
+                "citationsRemoved": 1,
+                "sectionsWithoutSources": ["II. Volcanic geology"],
+            },
+            "options": {"sections": 2, "detail": "standard", "summary": False, "sources": 2},
+            "createdAt": "2026-11-27T10:00:00Z",
+            "finishedAt": "2026-11-27T10:00:39Z",
         },
         completed_short={
             "jobId": JOB_ID,
@@ -253,6 +309,98 @@ CANCEL_RESPONSES: Final = {
     503: UNAVAILABLE,
 }
 
+SOURCE_ID: Final = "0f8e2f4c-1b7a-4c55-9a55-3f2b9c1d7e21"
+SOURCE_NOT_FOUND: Final = error(
+    404,
+    "No source with this id for this API token (a malformed id is answered the same way).",
+    ("source_not_found", f"no source with id '{SOURCE_ID}'"),
+)
+SOURCE_CREATE_RESPONSES: Final = {
+    201: ok(
+        SourceCreated,
+        "Stored; name it in the `sources` of POST /reports.",
+        created={
+            "sourceId": SOURCE_ID,
+            "title": "Harbour authority annual review",
+            "characters": 18204,
+            "createdAt": "2026-11-27T10:00:00Z",
+        },
+    ),
+    400: error(
+        400,
+        "The request is malformed, or the title or text is blank.",
+        ("invalid_source", "source.title must not be empty or blank"),
+        ("invalid_request", "text: Expected str, got int"),
+        ("invalid_json", "the request body is not valid JSON (unexpected end of input)"),
+    ),
+    409: error(
+        409,
+        "This API token already stores SOURCES_MAX_STORED sources.",
+        (
+            "sources_full",
+            (
+                "this API token already stores 1000 sources (SOURCES_MAX_STORED); delete "
+                "some with DELETE /sources/{sourceId} first"
+            ),
+        ),
+    ),
+    413: error(
+        413,
+        "The body is larger than MAX_BODY_BYTES, or the text than SOURCES_MAX_CHARACTERS.",
+        (
+            "sources_too_large",
+            "source.text has 250000 characters; the limit is 200000 (SOURCES_MAX_CHARACTERS)",
+        ),
+    ),
+    503: UNAVAILABLE,
+}
+SOURCE_LIST_RESPONSES: Final = {
+    200: ok(
+        SourceList,
+        "This API token's sources, newest first.",
+        page={
+            "sources": [
+                {
+                    "sourceId": SOURCE_ID,
+                    "title": "Harbour authority annual review",
+                    "characters": 18204,
+                    "createdAt": "2026-11-27T10:00:00Z",
+                }
+            ],
+            "nextCursor": None,
+        },
+    ),
+    400: error(
+        400,
+        "A parameter is out of range or not recognised.",
+        ("bad_request", "Validation failed for GET /sources"),
+        ("invalid_cursor", "cursor is not one this API returned"),
+    ),
+    503: UNAVAILABLE,
+}
+SOURCE_GET_RESPONSES: Final = {
+    200: ok(
+        SourceDetail,
+        "The source, with its text.",
+        source={
+            "sourceId": SOURCE_ID,
+            "title": "Harbour authority annual review",
+            "text": "# Traffic\n\nThe port handled 41 million tonnes in 2025...",
+            "characters": 18204,
+            "createdAt": "2026-11-27T10:00:00Z",
+        },
+    ),
+    400: BAD_PARAMETER,
+    404: SOURCE_NOT_FOUND,
+    503: UNAVAILABLE,
+}
+SOURCE_DELETE_RESPONSES: Final = {
+    200: ok(SourceDeleted, "Deleted.", deleted={"sourceId": SOURCE_ID, "status": "deleted"}),
+    400: BAD_PARAMETER,
+    404: SOURCE_NOT_FOUND,
+    503: UNAVAILABLE,
+}
+
 HEALTH_RESPONSES: Final = {200: ok(Health, "The process is up.", up={"status": "ok"})}
 READY_RESPONSES: Final = {
     200: ok(
@@ -299,6 +447,10 @@ def complete_document(openapi: OpenAPI, settings: Settings) -> None:
     assert openapi.components.schemas is not None
     assert openapi.paths is not None
     openapi.components.schemas["CreateReport"] = create_report_schema(settings)
+    openapi.components.schemas["CreateSource"] = document_schema(
+        settings, "A document to upload. Unknown fields are refused."
+    )
+    openapi.components.schemas["CreateSource"].title = "CreateSource"
     reports, events = openapi.paths["/reports"], openapi.paths[EVENTS_PATH]
     assert reports.post is not None
     assert reports.get is not None
@@ -311,15 +463,19 @@ def complete_document(openapi: OpenAPI, settings: Settings) -> None:
         pattern=IDEMPOTENCY_KEY_PATTERN,
         examples=["5b0f3c1e-6a55-4d7e-9d0c-5a2a8f3e9b11"],
     )
-    _parameter(reports.get, "cursor").schema = Schema(
-        type=OpenAPIType.STRING,
-        pattern=CURSOR_PATTERN,
-        description="`nextCursor` from the previous page; absent for the first page.",
-    )
+    listed_sources = openapi.paths["/sources"].get
+    assert listed_sources is not None
+    for listing in (reports.get, listed_sources):
+        _parameter(listing, "cursor").schema = Schema(
+            type=OpenAPIType.STRING,
+            pattern=CURSOR_PATTERN,
+            description="`nextCursor` from the previous page; absent for the first page.",
+        )
     answer = events.get.responses["200"]
     assert isinstance(answer, OpenAPIResponse)
     assert answer.content is not None
     answer.content["text/event-stream"].schema = event_schema()
+    _link_ids(openapi)
     job = openapi.paths["/reports/{job_id}"].get
     assert job is not None
     assert job.responses is not None
@@ -387,6 +543,8 @@ def create_report_schema(settings: Settings) -> Schema:
             ),
         },
     )
+    assert schema.properties is not None
+    schema.properties["sources"] = sources_schema(settings)
     if settings.webhook_secret:  # without a secret, webhookUrl is refused like any unknown field
         assert schema.properties is not None
         schema.properties["webhookUrl"] = Schema(
@@ -408,6 +566,65 @@ def create_report_schema(settings: Settings) -> Schema:
             examples=["https://example.com/hooks/reports"],
         )
     return schema
+
+
+def sources_schema(settings: Settings) -> Schema:
+    """The `sources` of POST /reports, with the limits of these settings."""
+    characters = settings.sources_max_characters
+    return Schema(
+        type=OpenAPIType.ARRAY,
+        max_items=settings.sources_max_documents,
+        description=(
+            "Documents to write the report from: each given here as `{title, text}` (plain "
+            "text or Markdown), or as the `sourceId` of a document uploaded with POST "
+            f"/sources. At most SOURCES_MAX_DOCUMENTS ({settings.sources_max_documents}) "
+            f"documents of SOURCES_MAX_CHARACTERS ({characters}) characters together (more: "
+            "413). Each section is given the passages most relevant to its title and cites "
+            "them as [n]; the report lists them in `references`. An id that does not exist "
+            "or belongs to another API token is a 404 (`source_not_found`). An empty list is "
+            "the same as none."
+        ),
+        items=Schema(
+            one_of=[
+                Schema(
+                    type=OpenAPIType.STRING,
+                    format=OpenAPIFormat.UUID,
+                    description="The sourceId of an uploaded document.",
+                ),
+                document_schema(settings, "A document given with the request."),
+            ]
+        ),
+        examples=[[{"title": "Harbour review 2025", "text": "The port handled..."}, SOURCE_ID]],
+    )
+
+
+def document_schema(settings: Settings, description: str) -> Schema:
+    """A source document, `{title, text}`, with the limits of these settings."""
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        description=description,
+        required=["title", "text"],
+        additional_properties=False,
+        properties={
+            "title": Schema(
+                type=OpenAPIType.STRING,
+                max_length=MAX_SOURCE_TITLE_LENGTH,
+                pattern=DOCUMENT_PATTERN,
+                description="Not blank, no NUL character; whitespace is collapsed.",
+                examples=["Harbour authority annual review"],
+            ),
+            "text": Schema(
+                type=OpenAPIType.STRING,
+                max_length=settings.sources_max_characters,
+                pattern=DOCUMENT_PATTERN,
+                description=(
+                    "Plain text or Markdown: not blank, no NUL character, at most "
+                    f"SOURCES_MAX_CHARACTERS ({settings.sources_max_characters}) characters."
+                ),
+                examples=["# Traffic\n\nThe port handled 41 million tonnes in 2025..."],
+            ),
+        },
+    )
 
 
 def event_schema() -> Schema:
@@ -456,6 +673,34 @@ def _event(name: str, description: str, data: Schema | Reference) -> Schema:
             ),
         },
     )
+
+
+# What a created resource's id leads to: (path of the creating POST, its status, the body
+# field with the id, the path parameter, the operations that take it).
+_LINKS: Final = (
+    ("/reports", "202", "jobId", "job_id",
+     ("ReportsJobIdGetReport", "ReportsJobIdCancelReport", "ReportsJobIdEventsReportEvents")),
+    ("/sources", "201", "sourceId", "source_id",
+     ("SourcesSourceIdGetSource", "SourcesSourceIdDeleteSource")),
+)  # fmt: skip
+
+
+def _link_ids(openapi: OpenAPI) -> None:
+    """OpenAPI links from each POST that creates something to the operations that take its
+    id, so that clients and tools (schemathesis's stateful phase) can follow them."""
+    assert openapi.paths is not None
+    for path, status, field, parameter, operations in _LINKS:
+        created = openapi.paths[path].post
+        assert created is not None
+        assert created.responses is not None
+        answer = created.responses[status]
+        assert isinstance(answer, OpenAPIResponse)
+        answer.links = {
+            operation: Link(
+                operation_id=operation, parameters={parameter: f"$response.body#/{field}"}
+            )
+            for operation in operations
+        }
 
 
 def _component(struct: type) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 import asyncpg
@@ -37,6 +37,7 @@ from reportsvc.queue.notifications import (
     parse_job_ids,
 )
 from reportsvc.queue.reports import JobRow, ReportStore
+from reportsvc.sources.citations import cited_numbers
 
 STREAM_CHECK_SECONDS: Final = 15.0
 # How often a waiting stream checks that its caller is still let in.
@@ -52,6 +53,18 @@ class ProgressEvent(CamelStruct):
     # The outline step carries the outline; a section step its title.
     outline: list[str] | UnsetType = UNSET
     section: str | UnsetType = UNSET
+    citations: (
+        Annotated[
+            list[int],
+            msgspec.Meta(
+                description=(
+                    "A section of a report with sources: the passage numbers it cites (see "
+                    "the report's references)."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class EventHub:
@@ -149,7 +162,10 @@ async def job_events(
             for title in job.outline or []:
                 if title in job.done_sections and title not in sections_sent:
                     sections_sent.add(title)
-                    yield _progress(job, ProgressEvent(job.id, "section", 0.0, section=title))
+                    event = ProgressEvent(job.id, "section", 0.0, section=title)
+                    if job.options.sources:
+                        event.citations = sorted(cited_numbers(job.done_sections[title]))
+                    yield _progress(job, event)
             public = PUBLIC_STATUS[job.status]
             if public != "processing":
                 yield ServerSentEventMessage(

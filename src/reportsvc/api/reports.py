@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
@@ -27,6 +28,7 @@ from reportsvc.api.schemas import (
     PublicStatus,
 )
 from reportsvc.api.services import Services
+from reportsvc.api.sources import read_sources
 from reportsvc.api.validation import (
     check_idempotency_key,
     clean_topic,
@@ -41,7 +43,8 @@ from reportsvc.api.webhooks import check_webhook_url
 from reportsvc.domain import JobOptions
 from reportsvc.domain import JobStatus as JobState
 from reportsvc.metrics import JOBS_CREATED
-from reportsvc.queue.reports import AdmissionRefused, JobRow, ReportStore
+from reportsvc.queue.reports import AdmissionRefused, JobRow, JobSources, ReportStore
+from reportsvc.sources.passages import search_config
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
 JobIdParam = Annotated[
@@ -165,6 +168,13 @@ class ReportController(Controller):
         webhook_url = None
         if not isinstance(data.webhook_url, UnsetType):
             webhook_url = await check_webhook_url(data.webhook_url, settings)
+        sources = None
+        if not isinstance(data.sources, UnsetType):
+            sources = await read_sources(data.sources, owner, services)
+        if sources is not None:
+            options = msgspec.structs.replace(
+                options, sources=sources.documents, sources_digest=sources.digest
+            )
         request_key = (topic, model, options, webhook_url)
         try:
             job_id = await store.create_job(
@@ -175,6 +185,11 @@ class ReportController(Controller):
                 timeout_seconds=settings.job_timeout_seconds,
                 owner=owner,
                 webhook_url=webhook_url,
+                sources=(
+                    None
+                    if sources is None
+                    else JobSources(sources.passages, search_config(options.language))
+                ),
             )
         except AdmissionRefused as refused:
             # A repeated request whose job exists gets it back, full queue or not.

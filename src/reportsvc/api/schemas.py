@@ -7,7 +7,7 @@ so it is defined in `reportsvc.job_view`, which the API and the webhook sender s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -22,6 +22,7 @@ from reportsvc.job_view import (
     OutlineShortfall,
     Progress,
     PublicStatus,
+    Reference,
     Report,
     TokenUsage,
     WebhookStatus,
@@ -33,8 +34,10 @@ __all__ = [
     "CamelStruct",
     "CancelResult",
     "CreateReport",
+    "CreateSource",
     "ErrorBody",
     "Health",
+    "InlineSource",
     "JobAccepted",
     "JobList",
     "JobStatus",
@@ -44,13 +47,20 @@ __all__ = [
     "Progress",
     "PublicStatus",
     "Readiness",
+    "Reference",
     "Report",
+    "SourceCreated",
+    "SourceDeleted",
+    "SourceDetail",
+    "SourceList",
+    "SourceSummary",
     "TokenUsage",
     "WebhookStatus",
 ]
 
 
 MAX_LANGUAGE_LENGTH = 40
+MAX_SOURCE_TITLE_LENGTH = 300
 
 # A count, as JSON Schema's "integer" has it: 3 and 3.0 are the same number.
 Count = Annotated[int, msgspec.Meta(ge=1, le=20)] | Annotated[float, msgspec.Meta(ge=1, le=20)]
@@ -73,6 +83,59 @@ class CreateReport(CamelStruct, forbid_unknown_fields=True):
     webhook_url: (
         Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)] | UnsetType
     ) = UNSET
+    # Documents to write from: given here, or the ids of uploaded ones (api/sources.py).
+    sources: list[str | InlineSource] | UnsetType = UNSET
+
+
+class InlineSource(CamelStruct, forbid_unknown_fields=True):
+    """A document given in POST /reports: plain text or Markdown."""
+
+    title: str
+    text: str
+
+
+class CreateSource(CamelStruct, forbid_unknown_fields=True):
+    """A document to upload: plain text or Markdown."""
+
+    title: str
+    text: str
+
+
+class SourceCreated(CamelStruct):
+    source_id: Annotated[
+        UUID, msgspec.Meta(description="Name it in the `sources` of POST /reports.")
+    ]
+    title: str
+    characters: int
+    created_at: datetime
+
+
+class SourceSummary(CamelStruct):
+    source_id: UUID
+    title: str
+    characters: int
+    created_at: datetime
+
+
+class SourceDetail(CamelStruct):
+    source_id: UUID
+    title: str
+    text: str
+    characters: int
+    created_at: datetime
+
+
+class SourceDeleted(CamelStruct):
+    source_id: UUID
+    status: Literal["deleted"]
+
+
+class SourceList(CamelStruct):
+    sources: list[SourceSummary]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(description="Pass as `cursor` for the next (older) page; null at the end."),
+    ]
 
 
 class JobAccepted(CamelStruct):

@@ -11,6 +11,7 @@ from reportsvc.db.migrate import head_revision
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.reports import ReportStore
+from reportsvc.queue.sources import SourceStore
 from reportsvc.queue.tokens import TokenStore
 from reportsvc.settings import Settings
 
@@ -38,6 +39,7 @@ class Services:
             max_pending=self.settings.max_pending_jobs,
             max_pending_per_owner=self.settings.max_pending_jobs_per_owner,
         )
+        self.sources = SourceStore(pool)
         self.operations = OperationsStore(pool, self.publisher)
         self.queue_metrics = QueueMetrics(self.operations)
         self.auth = Authenticator(self.settings, TokenStore(pool))

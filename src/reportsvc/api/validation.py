@@ -61,6 +61,9 @@ _LETTER: Final = char_class(c for c in _BMP if chr(c).isalpha())
 TOPIC_PATTERN: Final = f"^[^{_CONTROL}]*[^{_CONTROL}{_WHITESPACE}][^{_CONTROL}]*$"
 # A language by name: letters (any script), with single spaces, hyphens or apostrophes between.
 LANGUAGE_PATTERN: Final = f"^[{_LETTER}]+(?:[\\x20'\\-][{_LETTER}]+)*$"
+# A source document's title or text: something besides whitespace, and no NUL (which
+# PostgreSQL's text cannot hold).
+DOCUMENT_PATTERN: Final = f"^[^\\x00]*[^\\x00{_WHITESPACE}][^\\x00]*$"
 # Visible ASCII, with spaces only inside (HTTP drops them at either end of a header value).
 IDEMPOTENCY_KEY_PATTERN: Final = "^[!-~](?:[\\x20-~]*[!-~])?$"
 # Microseconds since 1970 and a job id: every value of this shape is a cursor.

@@ -35,4 +35,9 @@ def markdown(job: JobRow) -> str:
     for title in job.outline or []:
         parts.append(f"## {title}")
         parts.append(job.done_sections.get(title, "").strip())
+    if job.references:
+        parts.append("## References")
+        parts.extend(
+            f"- [{p.number}] *{p.title}*: {' '.join(p.text.split())}" for p in job.references
+        )
     return "\n\n".join(parts) + "\n"

@@ -35,13 +35,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 
 from reportsvc.domain import (
     ACTIVE_JOB_STATUSES,
@@ -188,6 +189,10 @@ steps = Table(
     Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
     Column("completion_tokens", Integer, nullable=False, server_default=text("0")),
     Column("finish_reason", Text),
+    # A section of a report with sources (migration 0008): the passages its prompt carried
+    # (0: none was relevant), and the citations of other numbers removed from its text.
+    Column("passages_given", SmallInteger),
+    Column("citations_removed", Integer, nullable=False, server_default=text("0")),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -251,6 +256,44 @@ model_quotas = Table(
     Column("rate_limited", BigInteger, nullable=False, server_default=text("0")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     CheckConstraint("source IN ('configured', 'headers')", name="source"),
+)
+
+# Documents uploaded with POST /sources, for reports to name by id (migration 0008). A job
+# does not refer to them: it takes a copy of their passages when it is created.
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    # The API token that uploaded it (NULL when the API runs without tokens).
+    Column("owner", Text),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    _created_at(),
+    # Listing, newest first, per owner ('' without tokens).
+    Index("sources_owner_created_at_idx", text("coalesce(owner, '')"), "created_at", "id"),
+)
+
+# A job's sources as numbered passages: a snapshot taken when the job is created, from
+# the request's documents and the uploaded ones it names (migration 0008). `tsv` is the
+# passage (with its document's title) as the job's language reads it; a section's search
+# is `tsv @@ query` among its job's rows.
+job_passages = Table(
+    "job_passages",
+    metadata,
+    Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    # From 1, in the order of the documents and of the passages in each: what a citation
+    # `[n]` names.
+    Column("number", Integer, nullable=False),
+    # The document's place in the request, from 0.
+    Column("document", SmallInteger, nullable=False),
+    # The uploaded source it was copied from (NULL: given in the request). Not a foreign
+    # key: deleting the source leaves the job's copy alone.
+    Column("source_id", UUID(as_uuid=True)),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tsv", TSVECTOR, nullable=False),
+    PrimaryKeyConstraint("job_id", "number"),
+    Index("job_passages_tsv_idx", "tsv", postgresql_using="gin"),
 )
 
 api_tokens = Table(

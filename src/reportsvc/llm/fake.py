@@ -59,6 +59,8 @@ _TITLE_STEMS: Final = (
 )
 _WANTED: Final = re.compile(r"exactly (\d+) sections")
 _SECTION_REQUEST: Final = re.compile(r'Write section (\d+) of (\d+): "(.*)"\s*$', re.DOTALL)
+# A numbered passage in a section prompt: `[n] from "title": "text"`.
+_PASSAGE: Final = re.compile(r'^\[(\d+)\] from ".*?(?<!\\)": (".*")$', re.MULTILINE)
 _TOPIC: Final = re.compile(r'^(?:Report topic|Topic): (".*?(?<!\\)")', re.MULTILINE)
 
 _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
@@ -125,6 +127,9 @@ class FakeConfig(msgspec.Struct, kw_only=True):
     bad_sections: Literal["outline", "title", "empty"] | None = None
     stubborn: bool = False
     section_words: int = 60
+    # A section prompt that carries numbered source passages is answered with sentences
+    # citing some of them ([n]); with this, also one citing a number it was not given.
+    cite_unknown: bool = False
     # Appended to every section, e.g. HTML, to test that clients show it as text.
     section_markup: str = ""
     # A provider's rate limit, requests and tokens a minute (None: none): token buckets
@@ -142,6 +147,8 @@ class Stats(msgspec.Struct):
     statuses: dict[str, int] = msgspec.field(default_factory=dict)
     # Section calls per "topic :: title": shows exactly which work was done twice.
     section_calls: dict[str, int] = msgspec.field(default_factory=dict)
+    # The user message of the latest call for each section, by "topic :: title".
+    section_prompts: dict[str, str] = msgspec.field(default_factory=dict)
     in_flight: int = 0
     max_in_flight: int = 0
     models: dict[str, int] = msgspec.field(default_factory=dict)
@@ -192,6 +199,7 @@ class FakeLLM:
         self._answered: Counter[str] = Counter()
         self._statuses: Counter[str] = Counter()
         self._section_calls: Counter[str] = Counter()
+        self._section_prompts: dict[str, str] = {}
         self._models: Counter[str] = Counter()
         self._in_flight = 0
         self._max_in_flight = 0
@@ -228,6 +236,7 @@ class FakeLLM:
         ):
             counter.clear()
         self._max_in_flight = self._in_flight
+        self._section_prompts.clear()
         self._arrivals.clear()
         self._timeline.clear()
         self._booked_tokens = 0
@@ -240,6 +249,7 @@ class FakeLLM:
             answered=dict(self._answered),
             statuses=dict(self._statuses),
             section_calls=dict(self._section_calls),
+            section_prompts=dict(self._section_prompts),
             in_flight=self._in_flight,
             max_in_flight=self._max_in_flight,
             models=dict(self._models),
@@ -321,6 +331,7 @@ class FakeLLM:
         self._models[str(body.get("model"))] += 1
         if kind == "section":
             self._section_calls[_section_key(user)] += 1
+            self._section_prompts[_section_key(user)] = user
         limited, headers = self._rate_limit(body, system + user)
         if limited is not None:
             self._statuses["429"] += 1
@@ -487,7 +498,26 @@ class FakeLLM:
         while len(words) < self.config.section_words:
             words.extend(_FILLER)
         text = f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
+        if cited := self._citing(user):
+            text = f"{text}\n\n{cited}"
         return f"{text}\n\n{self.config.section_markup}" if self.config.section_markup else text
+
+    def _citing(self, user: str) -> str:
+        """Sentences citing the first two passages the prompt numbers (and, with
+        `cite_unknown`, a number it does not), each quoting the passage's first words."""
+        given = [
+            (int(m.group(1)), str(msgspec.json.decode(m.group(2)))) for m in _PASSAGE.finditer(user)
+        ]
+        if not given:
+            return ""
+        sentences = [
+            f"The sources say: {' '.join(text.split()[:12])} [{number}]."
+            for number, text in given[:2]
+        ]
+        if self.config.cite_unknown:
+            unknown = max(number for number, _ in given) + 1
+            sentences.append(f"Another source, never given, agrees [{unknown}].")
+        return " ".join(sentences)
 
 
 def _topic(user: str) -> str:

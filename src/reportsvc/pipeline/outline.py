@@ -27,6 +27,7 @@ from reportsvc.errors import StepError
 from reportsvc.pipeline.model import ChatModel, ChatReply, ChatRequest
 from reportsvc.pipeline.prompts import OutlineFormat, outline_messages, outline_response_format
 from reportsvc.pipeline.text import comparable, strip_reasoning
+from reportsvc.sources import SourceOverview
 
 _ROMAN_NUMERAL: Final = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
 # Numbering a model may put in front of a title. Roman numerals must be upper case and
@@ -194,8 +195,9 @@ class OutlineWriter:
         """The format the next outline for `model` will be asked in."""
         return self._pinned or self._known.get((self._model.server, model), _LADDER[0])
 
-    async def write(self, task: Step) -> StepResult:
-        reply, fmt = await self._ask(task)
+    async def write(self, task: Step, sources: list[SourceOverview] | None = None) -> StepResult:
+        """The outline; `sources`, when the report has any, are shown to the model."""
+        reply, fmt = await self._ask(task, sources)
         try:
             titles = self._titles(reply, fmt, task)
         except StepError as exc:
@@ -213,13 +215,15 @@ class OutlineWriter:
             raise
         return StepResult(titles=titles, usage=reply.usage)
 
-    async def _ask(self, task: Step) -> tuple[ChatReply, OutlineFormat]:
+    async def _ask(
+        self, task: Step, sources: list[SourceOverview] | None
+    ) -> tuple[ChatReply, OutlineFormat]:
         wanted = task.options.sections
         while True:
             fmt = self.format_for(task.model)
             request = ChatRequest(
                 model=task.model,
-                messages=outline_messages(task.topic, task.options, fmt),
+                messages=outline_messages(task.topic, task.options, fmt, sources=sources),
                 response_format=outline_response_format(
                     fmt, sections=wanted, max_title_length=self._max_title_length
                 ),

@@ -10,6 +10,7 @@ import msgspec
 
 from reportsvc.domain import Detail, JobOptions
 from reportsvc.pipeline.model import ChatMessage
+from reportsvc.sources import Passage, SourceOverview
 
 OUTLINE_SCHEMA_NAME: Final = "report_outline"
 
@@ -78,6 +79,17 @@ SECTION_WORDS: Final[dict[Detail, str]] = {
 MAX_TOKENS_FACTOR: Final[dict[Detail, float]] = {"brief": 0.5, "standard": 1.0, "deep": 2.0}
 
 _LANGUAGE_RULE: Final = " Write in the language the user names; in English if the user names none."
+_CITE_RULE: Final = (
+    " Write from the numbered source passages you are given: state what they say, and cite "
+    "the passage that supports a statement right after it as its number in square brackets, "
+    "such as [3]. Cite only the numbers given; never invent a source or a number. Where "
+    "the passages say nothing on a point, say that the sources do not cover it."
+)
+_NO_PASSAGE_RULE: Final = (
+    " The report is written from source documents, but none of them is relevant to this "
+    "section: write it briefly from general knowledge, cite nothing, and do not mention or "
+    "invent any source."
+)
 
 
 def _user(*parts: tuple[str, str | None]) -> ChatMessage:
@@ -97,22 +109,38 @@ _LIST_ANSWER: Final = (
 
 
 def outline_messages(
-    topic: str, options: JobOptions, fmt: OutlineFormat = "json_schema"
+    topic: str,
+    options: JobOptions,
+    fmt: OutlineFormat = "json_schema",
+    *,
+    sources: list[SourceOverview] | None = None,
 ) -> list[ChatMessage]:
-    """The outline request; its last sentence says how to answer in format `fmt`."""
+    """The outline request; its last sentence says how to answer in format `fmt`. With
+    `sources`, the model sees what each document is and how it begins, so that it plans
+    sections the sources can support."""
     answer = _LIST_ANSWER if fmt == "text" else _JSON_ANSWER
+    grounded = ""
+    if sources:
+        grounded = (
+            " The report will be written from the source documents the user lists: plan "
+            "sections that those documents can support, using their terms in the titles."
+        )
     system = (
         "You plan the structure of written reports. Given a topic, produce an outline of "
         f"exactly {options.sections} sections that together cover the topic in a logical "
         "reading order. The sections must be distinct and must not overlap. Each title is "
         "specific and short (at most 12 words) and says what its section is about; a title "
-        "is never just the topic itself. Do not number the titles."
+        f"is never just the topic itself. Do not number the titles.{grounded}"
         f"{_LANGUAGE_RULE} {answer}"
     )
-    return [
-        ChatMessage(role="system", content=system),
-        _user(("Topic", topic), ("Language", options.language)),
-    ]
+    user = _user(("Topic", topic), ("Language", options.language))
+    if sources:
+        listed = "\n".join(
+            f"- {_quoted(s.title)} ({s.passages} passages), beginning: {_quoted(s.opening)}"
+            for s in sources
+        )
+        user = ChatMessage(role="user", content=f"{user.content}\nSource documents:\n{listed}")
+    return [ChatMessage(role="system", content=system), user]
 
 
 def section_messages(
@@ -122,9 +150,12 @@ def section_messages(
     options: JobOptions,
     *,
     reminder: str | None = None,
+    passages: list[Passage] | None = None,
 ) -> list[ChatMessage]:
     """One section's request. `reminder` says what was wrong with an answer that was not a
-    section (the outline echoed back, the title alone, nothing), for a second try."""
+    section (the outline echoed back, the title alone, nothing), for a second try.
+    `passages`: a report with sources gives each section the passages found for it,
+    numbered, to cite as [n]; none found, the section is told to say so."""
     title = outline[position]
     words = SECTION_WORDS[options.detail]
     system = (
@@ -141,12 +172,23 @@ def section_messages(
             f"the section's text itself: {words} words of prose about its title, not the "
             "outline, not the title alone."
         )
+    if passages:
+        system += _CITE_RULE
+    elif passages is not None:
+        system += _NO_PASSAGE_RULE
     numbered = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(outline))
+    given = ""
+    if passages:
+        given = "Source passages:\n" + "\n".join(
+            f"[{p.number}] from {_quoted(p.title)}: {_quoted(p.text)}" for p in passages
+        )
+        given += "\n\n"
     user = (
         f"Report topic: {_quoted(topic)}\n"
         + (f"Language: {_quoted(options.language)}\n" if options.language else "")
         + f"\nOutline:\n{numbered}\n\n"
-        f"Write section {position + 1} of {len(outline)}: {_quoted(title)}"
+        + given
+        + f"Write section {position + 1} of {len(outline)}: {_quoted(title)}"
     )
     return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 

@@ -8,19 +8,41 @@ call would most likely say the same, and the step's own retries remain for failu
 
 from __future__ import annotations
 
+import msgspec
 import structlog
 
 from reportsvc.domain import Step, StepKind, StepResult, Usage
 from reportsvc.errors import StepError
 from reportsvc.pipeline.model import ChatMessage, ChatModel, ChatRequest
 from reportsvc.pipeline.prompts import MAX_TOKENS_FACTOR, section_messages, summary_messages
+from reportsvc.pipeline.sources import grounded_text
 from reportsvc.pipeline.text import clean_section, section_problem
+from reportsvc.sources import Passage
 
 log = structlog.get_logger("reportsvc.pipeline")
 
 
-async def write_section(model: ChatModel, task: Step, *, max_tokens: int) -> StepResult:
-    """One section; `max_tokens` is SECTION_MAX_TOKENS, scaled by the job's `detail`."""
+async def write_section(
+    model: ChatModel, task: Step, *, max_tokens: int, passages: list[Passage] | None = None
+) -> StepResult:
+    """One section; `max_tokens` is SECTION_MAX_TOKENS, scaled by the job's `detail`.
+    `passages`: for a report with sources, those found for this section (see
+    `pipeline.sources`); its citations of any other number are removed."""
+    result = await _write(model, task, max_tokens=max_tokens, passages=passages)
+    if passages is None or result.content is None:
+        return result
+    cleaned = grounded_text(result.content, passages)
+    return msgspec.structs.replace(
+        result,
+        content=cleaned.text,
+        passages_given=len(passages),
+        citations_removed=cleaned.removed,
+    )
+
+
+async def _write(
+    model: ChatModel, task: Step, *, max_tokens: int, passages: list[Passage] | None
+) -> StepResult:
     limit = round(max_tokens * MAX_TOKENS_FACTOR[task.options.detail])
     if task.kind is StepKind.SUMMARY:
         messages = summary_messages(task.topic, task.written, task.options)
@@ -30,7 +52,9 @@ async def write_section(model: ChatModel, task: Step, *, max_tokens: int) -> Ste
             raise _empty(reply.usage)
         return StepResult(content=content, finish_reason=reply.finish_reason, usage=reply.usage)
 
-    messages = section_messages(task.topic, task.outline, task.position, task.options)
+    messages = section_messages(
+        task.topic, task.outline, task.position, task.options, passages=passages
+    )
     reply = await model.chat(_request(task, messages, limit))
     content = clean_section(reply.content, task.title or "")
     problem = section_problem(reply.content, task.title or "", task.outline)
@@ -39,7 +63,7 @@ async def write_section(model: ChatModel, task: Step, *, max_tokens: int) -> Ste
 
     log.warning("the answer was not a section; asking once more", problem=problem, **_ids(task))
     reminded = section_messages(
-        task.topic, task.outline, task.position, task.options, reminder=problem
+        task.topic, task.outline, task.position, task.options, reminder=problem, passages=passages
     )
     try:
         again = await model.chat(_request(task, reminded, limit))

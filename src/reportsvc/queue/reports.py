@@ -16,6 +16,8 @@ from reportsvc.domain import JobOptions, JobStatus, StepStatus
 from reportsvc.metrics import JOBS_FINISHED
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
+from reportsvc.sources import Passage
+from reportsvc.sources.citations import cited_numbers
 
 Q: Final = load_queries("reports.sql")
 _JOBS_CANCELLED: Final = JOBS_FINISHED.labels("cancelled")
@@ -56,6 +58,12 @@ class JobRow(msgspec.Struct, frozen=True):
     webhook_url: str | None = None
     # None until the job's first ending queues a delivery.
     webhook: WebhookRow | None = None
+    # A report with sources: the passages its finished sections cite, the citations of
+    # passages a section was not given (removed), and the sections no passage was
+    # relevant to.
+    references: list[Passage] = msgspec.field(default_factory=list)
+    citations_removed: int = 0
+    unsourced_sections: list[str] = msgspec.field(default_factory=list)
 
 
 class JobListRow(msgspec.Struct, frozen=True):
@@ -78,6 +86,25 @@ class AdmissionRefused(Exception):  # noqa: N818 - an answer, not an error of ou
         self.bound = bound
 
 
+class NewPassage(NamedTuple):
+    """A passage of a new job's sources; numbered by its place among them."""
+
+    # The document's place in the request, from 0.
+    document: int
+    # The uploaded source it is copied from (None: a document in the request).
+    source_id: UUID | None
+    title: str
+    text: str
+
+
+class JobSources(NamedTuple):
+    """A new job's sources: its passages, and the text-search configuration of its
+    language, which indexes them."""
+
+    passages: Sequence[NewPassage]
+    search_config: str
+
+
 class _NewJob(NamedTuple):
     id: UUID
     topic: str
@@ -87,6 +114,7 @@ class _NewJob(NamedTuple):
     timeout: float
     owner: str | None
     webhook_url: str | None
+    sources: JobSources | None
     inserted: asyncio.Future[UUID | None]
 
 
@@ -98,6 +126,20 @@ def _fail(jobs: list[_NewJob], exc: BaseException) -> None:
             job.inserted.cancel()
         else:
             job.inserted.set_exception(exc)
+
+
+def _passage_columns(batch: list[_NewJob]) -> tuple[list[object], ...]:
+    """The passages of a batch of new jobs, as the columns insert_passages takes."""
+    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [])
+    for job in batch:
+        if job.sources is None:
+            continue
+        for number, passage in enumerate(job.sources.passages, start=1):
+            values = (job.id, number, passage.document, passage.source_id, passage.title,
+                      passage.text, job.sources.search_config)  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    return columns
 
 
 def _options(value: object) -> JobOptions:
@@ -143,10 +185,12 @@ class ReportStore:
         timeout_seconds: float,
         owner: str | None = None,
         webhook_url: str | None = None,
+        sources: JobSources | None = None,
     ) -> UUID | None:
         """The new job's id once its rows are committed; None when `idempotency_key` was
         already used (by this owner); `AdmissionRefused` when there is no room for it.
-        Concurrent calls share one INSERT (`_insert_jobs`)."""
+        Concurrent calls share one INSERT (`_insert_jobs`). The job's `sources` are stored
+        with it, in the same transaction."""
         new = _NewJob(
             id=uuid4(),
             topic=topic,
@@ -156,6 +200,7 @@ class ReportStore:
             timeout=timeout_seconds,
             owner=owner,
             webhook_url=webhook_url,
+            sources=sources,
             inserted=asyncio.get_running_loop().create_future(),
         )
         self._new_jobs.append(new)
@@ -206,8 +251,7 @@ class ReportStore:
 
     async def _insert(self, batch: list[_NewJob]) -> dict[UUID, tuple[bool, str | None]]:
         """Per job: whether it was created, and why not when it was refused for room."""
-        rows = await self.pool.fetch(
-            Q["create_jobs"],
+        args = (
             [j.id for j in batch],
             [j.topic for j in batch],
             [j.model for j in batch],
@@ -219,6 +263,14 @@ class ReportStore:
             self.max_pending_per_owner,
             [j.webhook_url for j in batch],
         )
+        if not any(j.sources for j in batch):
+            rows = await self.pool.fetch(Q["create_jobs"], *args)
+        else:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(Q["create_jobs"], *args)
+                created = [r[0] for r in rows if r[1]]
+                if created:
+                    await conn.execute(Q["insert_passages"], *_passage_columns(batch), created)
         return {r[0]: (r[1], r[2]) for r in rows}
 
     async def find_job_by_key(
@@ -243,12 +295,20 @@ class ReportStore:
             return None
         titles = row["done_titles"] or []
         contents = row["done_contents"] or []
+        options = _options(row["options"])
+        references: list[Passage] = []
+        # Only a completed report shows its references.
+        if options.sources and contents and row["status"] == JobStatus.COMPLETED:
+            cited = sorted(set().union(*(cited_numbers(text) for text in contents)))
+            if cited:
+                rows = await self.pool.fetch(Q["cited_passages"], job_id, cited)
+                references = [Passage(r[0], r[1], r[2]) for r in rows]
         return JobRow(
             id=row["id"],
             topic=row["topic"],
             status=JobStatus(row["status"]),
             model=row["model"],
-            options=_options(row["options"]),
+            options=options,
             outline=row["outline"],
             sections_total=row["sections_total"],
             sections_done=row["sections_done"],
@@ -263,6 +323,9 @@ class ReportStore:
             completion_tokens=row["completion_tokens"],
             webhook_url=row["webhook_url"],
             webhook=_webhook(row),
+            references=references,
+            citations_removed=row["citations_removed"],
+            unsourced_sections=row["unsourced"] or [],
         )
 
     async def list_jobs(

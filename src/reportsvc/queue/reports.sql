@@ -95,6 +95,20 @@ SELECT j.id, c.id IS NOT NULL AS created, j.refused
 FROM judged j LEFT JOIN created c ON c.id = j.id;
 
 
+-- name: insert_passages
+-- $1 job ids, $2 numbers, $3 documents, $4 source ids (or NULL), $5 titles, $6 passages,
+-- $7 text-search configurations, $8 the jobs create_jobs just created.
+-- A new job's sources, in the transaction that created it (only the passages of jobs
+-- that were created: not those refused, nor repeats of an Idempotency-Key). The tsvector
+-- is computed here, once, in the job's language.
+INSERT INTO job_passages (job_id, number, document, source_id, title, text, tsv)
+SELECT p.job_id, p.number, p.document, p.source_id, p.title, p.text,
+       to_tsvector(p.config::regconfig, p.title || E'\n\n' || p.text)
+FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[], $6::text[],
+            $7::text[]) AS p(job_id, number, document, source_id, title, text, config)
+WHERE p.job_id = ANY($8::uuid[]);
+
+
 -- name: find_job_by_key
 -- $1 idempotency key, $2 owner (or NULL)
 SELECT id, topic, model, options, webhook_url FROM jobs
@@ -110,7 +124,8 @@ WHERE idempotency_key = $1 AND coalesce(owner, '') = coalesce($2, '');
 SELECT j.id, j.topic, j.status, j.model, j.options, j.outline, j.sections_total,
        j.sections_done, j.error, j.created_at, j.finished_at,
        st.titles AS done_titles, st.contents AS done_contents, st.summary, st.truncated,
-       st.prompt_tokens, st.completion_tokens, st.waiting_for_quota, j.webhook_url,
+       st.prompt_tokens, st.completion_tokens, st.waiting_for_quota, st.citations_removed,
+       st.unsourced, j.webhook_url,
        w.status AS webhook_status, w.attempts AS webhook_attempts,
        w.last_status_code AS webhook_status_code, w.last_error AS webhook_error,
        w.run_after AS webhook_run_after
@@ -127,7 +142,13 @@ CROSS JOIN LATERAL (
            coalesce(sum(s.prompt_tokens), 0)::int AS prompt_tokens,
            coalesce(sum(s.completion_tokens), 0)::int AS completion_tokens,
            coalesce(bool_or(s.status = 'queued' AND s.waiting_for = 'quota'), false)
-               AS waiting_for_quota
+               AS waiting_for_quota,
+           -- A report with sources: citations removed, and the sections no passage was
+           -- relevant to.
+           coalesce(sum(s.citations_removed), 0)::int AS citations_removed,
+           array_agg(s.title ORDER BY s.position)
+               FILTER (WHERE s.status = 'done' AND s.kind = 'section'
+                       AND s.passages_given = 0) AS unsourced
     FROM steps s
     WHERE s.job_id = j.id
 ) st
@@ -140,6 +161,13 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) w ON true
 WHERE j.id = $1 AND ($2::text IS NULL OR j.owner = $2);
+
+
+-- name: cited_passages
+-- $1 job id, $2 passage numbers. The passages a report cites, by number.
+SELECT number, title, text FROM job_passages
+WHERE job_id = $1 AND number = ANY($2::int[])
+ORDER BY number;
 
 
 -- name: list_jobs

@@ -163,6 +163,8 @@ class StepQueue:
             [d.result.usage.completion_tokens for d in done],
             [_titles(d) for d in done],
             [d.result.status_code for d in done],
+            [d.result.passages_given for d in done],
+            [d.result.citations_removed for d in done],
         )
         assert row is not None
         written.written = row["written"]

@@ -107,7 +107,8 @@ RETURNING content;
 -- $1 worker id, $2 step ids, $3 attempts, $4 contents (sections, summaries, webhook
 -- bodies), $5 finish reasons, $6 prompt tokens, $7 completion tokens, $8 titles (outlines:
 -- a JSON array, as text: asyncpg would take a list for an array dimension), $9 HTTP status
--- codes (webhooks: the receiver's answer; NULL for model steps)
+-- codes (webhooks: the receiver's answer; NULL for model steps), $10 passages given
+-- (sections of a report with sources; else NULL), $11 citations removed
 --
 -- Stores finished steps and, in the same statement (one transaction), moves their jobs on:
 -- a written outline queues one section step per title; a written section or summary is
@@ -127,11 +128,13 @@ WITH done AS (
         lease_owner = NULL,
         lease_expires_at = NULL,
         last_error = NULL,
-        last_status_code = i.status_code
+        last_status_code = i.status_code,
+        passages_given = i.passages_given,
+        citations_removed = i.citations_removed
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
-                $8::text[], $9::int[])
+                $8::text[], $9::int[], $10::int[], $11::int[])
          AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens, titles,
-              status_code)
+              status_code, passages_given, citations_removed)
     WHERE s.id = i.id
       AND s.attempts = i.attempt
       AND s.lease_owner = $1
