@@ -107,7 +107,7 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
         plan = await conn.fetch(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
             + CLAIM.replace("$1", "'bench'").replace("$2", "10")
-            .replace("$3", "30")
+            .replace("$3", "30").replace("$4", "0")
         )  # fmt: skip
         counts = dict(await conn.fetch("SELECT status, count(*) FROM steps GROUP BY status"))
     finally:
@@ -134,7 +134,7 @@ async def _server_times(conn: asyncpg.Connection, samples: int = 30) -> dict[str
     statement = (
         "EXPLAIN (ANALYZE, SUMMARY) "
         + CLAIM.replace("$1", "'bench'").replace("$2", "10")
-        .replace("$3", "30")
+        .replace("$3", "30").replace("$4", "0")
     )  # fmt: skip
     for _ in range(samples):
         for (line,) in await conn.fetch(statement):
@@ -149,7 +149,7 @@ async def _claim_latencies(conn: asyncpg.Connection, samples: int) -> list[float
     latencies = []
     for _ in range(samples):
         started = time.perf_counter()
-        rows = await conn.fetch(CLAIM, "bench", 10, 30.0)
+        rows = await conn.fetch(CLAIM, "bench", 10, 30.0, 0)  # no bound per owner
         latencies.append((time.perf_counter() - started) * 1000)
         if len(rows) != 10:
             raise RuntimeError("ran out of queued sections while measuring claims")
