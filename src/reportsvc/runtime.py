@@ -58,6 +58,7 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         retry_max_seconds=settings.retry_max_seconds,
         step_timeout_seconds=settings.step_timeout_seconds,
         job_timeout_seconds=settings.job_timeout_seconds,
+        outline_review_timeout_seconds=settings.outline_review_timeout_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
         rescue_interval_seconds=settings.rescue_interval_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,

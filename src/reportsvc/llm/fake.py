@@ -60,6 +60,8 @@ _TITLE_STEMS: Final = (
 _WANTED: Final = re.compile(r"exactly (\d+) sections")
 _SECTION_REQUEST: Final = re.compile(r'Write section (\d+) of (\d+): "(.*)"\s*$', re.DOTALL)
 _TOPIC: Final = re.compile(r'^(?:Report topic|Topic): (".*?(?<!\\)")', re.MULTILINE)
+# A rewrite request's instruction (its current text comes first, as "Current text ...").
+_INSTRUCTION: Final = re.compile(r'^Instruction: (".*?(?<!\\)")$', re.MULTILINE)
 
 _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
@@ -487,6 +489,11 @@ class FakeLLM:
         while len(words) < self.config.section_words:
             words.extend(_FILLER)
         text = f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
+        if "Current text of this section:" in user:
+            # A rewrite: say so, with the instruction, so a test can tell the versions apart.
+            found = _INSTRUCTION.search(user)
+            asked = str(msgspec.json.decode(found.group(1))) if found else "no instruction"
+            text = f"{text}\n\nRewritten ({asked})."
         return f"{text}\n\n{self.config.section_markup}" if self.config.section_markup else text
 
 

@@ -72,6 +72,8 @@ class StepQueue:
                 model=r[8],
                 options=msgspec.convert(r[9], JobOptions),
                 outline=r[10] or [],
+                previous=r[11],
+                instruction=r[12],
             )
             for r in rows
             if r[6]
@@ -234,6 +236,16 @@ class StepQueue:
         message = failures.deadline_passed(timeout_seconds)
         async with self.pool.acquire() as conn, conn.transaction():
             failed = await self._fail_jobs(conn, {r["id"]: message for r in rows})
+        self.publisher.progress(failed)
+        return failed
+
+    async def expire_reviews(self, timeout_seconds: float) -> list[UUID]:
+        """Fail the jobs whose outline waited longer than OUTLINE_REVIEW_TIMEOUT for its
+        owner's review."""
+        rows = await self.pool.fetch(
+            Q["expire_reviews"], timeout_seconds, failures.review_expired(timeout_seconds)
+        )
+        failed = [r[0] for r in rows]
         self.publisher.progress(failed)
         return failed
 

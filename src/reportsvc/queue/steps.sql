@@ -59,7 +59,10 @@ FROM ready r, jobs j
 WHERE s.id = r.id AND j.id = s.job_id
 RETURNING s.id, s.kind, s.job_id, s.position, s.title, s.attempts,
           j.status IN ({active_jobs}) OR s.kind = 'webhook' AS live,
-          j.topic, j.model, j.options, j.outline;
+          j.topic, j.model, j.options, j.outline,
+          -- A section that already has a text is being rewritten: the text it replaces,
+          -- and what the client asked for.
+          CASE WHEN s.kind = 'section' THEN s.content END AS previous, s.instruction;
 
 
 -- name: written_sections
@@ -122,24 +125,30 @@ WITH done AS (
       AND s.status = 'running'
     RETURNING s.job_id, s.kind, s.started_at, i.titles
 ),
--- An outline: the job takes it and moves on to writing (unless it ended meanwhile). The
--- summary pass, when asked for, is one more step after the sections.
+-- An outline: the job takes it and moves on to writing (unless it ended meanwhile), or,
+-- when its owner asked to review the outline, stops in awaiting_review, holding no step
+-- (the review's PUT queues the sections: approve_outline in reports.sql). The summary
+-- pass, when asked for, is one more step after the sections.
 outlined AS (
     UPDATE jobs j
-    SET status = 'writing',
+    SET status = CASE WHEN coalesce((j.options ->> 'review_outline')::boolean, false)
+                      THEN 'awaiting_review' ELSE 'writing' END,
+        review_since = CASE WHEN coalesce((j.options ->> 'review_outline')::boolean, false)
+                            THEN now() END,
         outline = ARRAY(SELECT jsonb_array_elements_text(d.titles::jsonb)),
         sections_total = jsonb_array_length(d.titles::jsonb)
             + CASE WHEN coalesce((j.options ->> 'summary')::boolean, false) THEN 1 ELSE 0 END,
         started_at = coalesce(j.started_at, d.started_at)
     FROM done d
     WHERE d.kind = 'outline' AND j.id = d.job_id AND j.status = 'outlining'
-    RETURNING j.id, j.outline, j.turn
+    RETURNING j.id, j.outline, j.turn, j.status
 ),
 -- ... and one section step per title is queued, in the job's turn.
 sections_queued AS (
     INSERT INTO steps (job_id, kind, position, title, turn)
     SELECT o.id, 'section', t.ord - 1, t.title, o.turn
     FROM outlined o, unnest(o.outline) WITH ORDINALITY AS t(title, ord)
+    WHERE o.status = 'writing'
     RETURNING job_id
 ),
 -- Sections and summaries are counted on their jobs. The job row lock serialises
@@ -171,14 +180,21 @@ counted AS (
               coalesce((j.options ->> 'summary')::boolean, false) AS summary
 ),
 -- A job with a summary pass: when every ordinary section is done, its summary step is
--- queued (a new row, so no lock is taken after the job's).
+-- queued (a new row, so no lock is taken after the job's). After a section rewrite the
+-- summary's row exists, done: it goes back to the queue, in the job's (new) turn, to be
+-- written again from the sections as they are now (its old text is in section_history,
+-- kept by rewrite_steps). The row is only locked by this statement then: no worker holds
+-- it, and a job being rewritten refuses a second rewrite.
 summaries AS (
     INSERT INTO steps (job_id, kind, position, title, turn)
     -- The summary's position is the outline's length: sections_total counts it as well.
     SELECT c.id, 'summary', c.sections_total - 1, {summary_title}, c.turn
     FROM counted c
     WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
-    ON CONFLICT (job_id, kind, position) DO NOTHING
+    ON CONFLICT (job_id, kind, position) DO UPDATE
+    SET status = 'queued', run_after = now(), turn = excluded.turn, finished_at = NULL,
+        waiting_for = NULL, last_error = NULL
+    WHERE steps.status = 'done'
     RETURNING job_id
 ),
 queued AS (
@@ -333,3 +349,22 @@ SET status = 'failed', error = i.error, finished_at = now()
 FROM unnest($1::uuid[], $2::text[]) AS i(id, error)
 WHERE j.id = i.id AND j.status IN ({active_jobs})
 RETURNING j.id;
+
+
+-- name: expire_reviews
+-- $1 OUTLINE_REVIEW_TIMEOUT (s), $2 the error (what a user reads). Fails the jobs whose
+-- outline has waited for its owner's review for longer than that, found on the partial
+-- index jobs_review_idx. The status is checked in the same statement, so a review given
+-- at the same moment either wins (the job goes on) or loses (its PUT gets a 409): never
+-- both. Such a job holds no queued or running step; its webhook trigger fires as for any
+-- failure.
+UPDATE jobs
+SET status = 'failed', error = $2, finished_at = now()
+WHERE id IN (SELECT id FROM jobs
+             WHERE status = 'awaiting_review'
+               AND review_since < now() - make_interval(secs => $1)
+             ORDER BY review_since
+             LIMIT 1000
+             FOR UPDATE SKIP LOCKED)
+  AND status = 'awaiting_review'
+RETURNING id;
