@@ -23,6 +23,7 @@ from reportsvc.job_view import (
     Progress,
     PublicStatus,
     Report,
+    SectionVersion,
     TokenUsage,
     WebhookStatus,
 )
@@ -45,6 +46,10 @@ __all__ = [
     "PublicStatus",
     "Readiness",
     "Report",
+    "ReviewOutline",
+    "RewriteAccepted",
+    "RewriteSection",
+    "SectionVersion",
     "TokenUsage",
     "WebhookStatus",
 ]
@@ -73,6 +78,29 @@ class CreateReport(CamelStruct, forbid_unknown_fields=True):
     webhook_url: (
         Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)] | UnsetType
     ) = UNSET
+    # The client's own outline (no outline call is made), or a pause for the owner's review
+    # of the model's outline; not both.
+    outline: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    review_outline: bool | UnsetType = UNSET
+
+
+class ReviewOutline(CamelStruct, forbid_unknown_fields=True):
+    """PUT /reports/{jobId}/outline: the outline to write, edited or as proposed."""
+
+    outline: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
+
+
+class RewriteSection(CamelStruct, forbid_unknown_fields=True):
+    """POST /reports/{jobId}/sections/{index}/rewrite: what to change, optionally."""
+
+    instruction: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)] | UnsetType = UNSET
+
+
+class RewriteAccepted(CamelStruct):
+    job_id: UUID
+    index: int
+    title: str
+    status: PublicStatus
 
 
 class JobAccepted(CamelStruct):

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -19,11 +19,12 @@ from msgspec import UnsetType
 
 from reportsvc.api.bodies import undecodable
 from reportsvc.api.errors import ApiError
-from reportsvc.api.schemas import CreateReport
+from reportsvc.api.schemas import CreateReport, ReviewOutline, RewriteSection
 from reportsvc.domain import JobOptions
 from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+T = TypeVar("T")
 
 
 def char_class(codepoints: Iterable[int]) -> str:
@@ -91,13 +92,28 @@ def clean_topic(raw: str, max_length: int) -> str:
 
 
 _STRICT: Final = msgspec.json.Decoder(CreateReport, strict=True)
+_STRICT_REVIEW: Final = msgspec.json.Decoder(ReviewOutline, strict=True)
+_STRICT_REWRITE: Final = msgspec.json.Decoder(RewriteSection, strict=True)
 
 
 def strict_request(body: bytes) -> CreateReport:
     """The request body decoded strictly: Litestar's own decoding is lax and would take
     "3" for 3; an API should say that a number was expected."""
+    return _decode(_STRICT, body)
+
+
+def strict_review(body: bytes) -> ReviewOutline:
+    return _decode(_STRICT_REVIEW, body)
+
+
+def strict_rewrite(body: bytes) -> RewriteSection:
+    """An empty body is a rewrite without an instruction."""
+    return RewriteSection() if not body.strip() else _decode(_STRICT_REWRITE, body)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
-        return _STRICT.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("`", "")
         if " - at $." in message:
@@ -108,9 +124,11 @@ def strict_request(body: bytes) -> CreateReport:
         raise undecodable(exc) from None
 
 
-def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOptions]:
-    """The model and options a request asks for, with the defaults filled in; a 400 for
-    anything the settings do not allow."""
+def job_options(
+    request: CreateReport, settings: Settings
+) -> tuple[str, JobOptions, list[str] | None]:
+    """The model, options and client's outline (if any) a request asks for, with the
+    defaults filled in; a 400 for anything the settings do not allow."""
     model = settings.openai_model
     if not isinstance(request.model, UnsetType):
         if request.model not in settings.allowed_models:
@@ -143,10 +161,105 @@ def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOpti
                 "language must be a language's name: letters, with spaces or hyphens",
             )
     detail = "standard" if isinstance(request.detail, UnsetType) else request.detail
+    review = request.review_outline is True
+    outline = _client_outline(request, sections, settings)
+    if outline is not None:
+        sections = len(outline)
     options = JobOptions(
-        sections=sections, detail=detail, language=language, summary=settings.summary_pass
+        sections=sections,
+        detail=detail,
+        language=language,
+        summary=settings.summary_pass,
+        review_outline=review,
+        outline_given=outline is not None,
     )
-    return model, options
+    return model, options, outline
+
+
+def _client_outline(request: CreateReport, sections: int, settings: Settings) -> list[str] | None:
+    """The outline a new job's client gave, checked; None: the model writes one."""
+    if isinstance(request.outline, UnsetType):
+        return None
+    if request.review_outline is True:
+        raise ApiError(
+            400,
+            "invalid_outline",
+            "give either outline (your own) or reviewOutline (to review the model's), not both",
+        )
+    outline = clean_outline(request.outline, settings)
+    if not isinstance(request.sections, UnsetType) and sections != len(outline):
+        raise ApiError(
+            400,
+            "invalid_sections",
+            f"sections is {sections} but outline has {len(outline)} titles; leave sections "
+            "out, or make them agree",
+        )
+    return outline
+
+
+def clean_outline(titles: list[str], settings: Settings) -> list[str]:
+    """A client's outline, checked as the model's is made to be: 1 to MAX_SECTIONS titles,
+    each with its whitespace collapsed, not blank, no control characters, at most
+    MAX_TITLE_LENGTH characters, and distinct (ignoring case). A 400 naming the title
+    otherwise. The titles are kept as written (the model's are numbered by the service)."""
+    if not titles:
+        raise ApiError(400, "invalid_outline", "outline must have at least one title")
+    if len(titles) > settings.max_sections:
+        raise ApiError(
+            400,
+            "invalid_outline",
+            f"outline has {len(titles)} titles; the limit is {settings.max_sections} "
+            "(MAX_SECTIONS)",
+        )
+    cleaned: list[str] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(titles):
+        if _CONTROL_CHAR.search(raw):
+            raise ApiError(
+                400, "invalid_outline", f"outline[{i}] must not contain control characters"
+            )
+        title = " ".join(raw.split())
+        if not title:
+            raise ApiError(400, "invalid_outline", f"outline[{i}] must not be empty or blank")
+        if len(title) > settings.max_title_length:
+            raise ApiError(
+                400,
+                "invalid_outline",
+                f"outline[{i}] is {len(title)} characters long; the limit is "
+                f"{settings.max_title_length} (MAX_TITLE_LENGTH)",
+            )
+        key = title.casefold()
+        if key in seen:
+            raise ApiError(
+                400,
+                "invalid_outline",
+                f"outline[{i}] repeats outline[{seen[key]}]: titles must be distinct",
+            )
+        seen[key] = i
+        cleaned.append(title)
+    return cleaned
+
+
+def clean_instruction(request: RewriteSection, settings: Settings) -> str | None:
+    """A rewrite's instruction with its whitespace collapsed; None when there is none."""
+    if isinstance(request.instruction, UnsetType):
+        return None
+    raw = request.instruction
+    if len(raw) > settings.max_instruction_length:
+        raise ApiError(
+            400,
+            "invalid_instruction",
+            f"instruction is {len(raw)} characters long; the limit is "
+            f"{settings.max_instruction_length} (MAX_INSTRUCTION_LENGTH)",
+        )
+    if _CONTROL_CHAR.search(raw):
+        raise ApiError(
+            400, "invalid_instruction", "instruction must not contain control characters"
+        )
+    instruction = " ".join(raw.split())
+    if not instruction:
+        raise ApiError(400, "invalid_instruction", "instruction must not be empty or blank")
+    return instruction
 
 
 def check_idempotency_key(key: str | None) -> None:
