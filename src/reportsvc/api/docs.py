@@ -15,6 +15,7 @@ from litestar.openapi.spec import (
     Operation,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
 )
 
@@ -35,6 +36,7 @@ from reportsvc.api.validation import (
     IDEMPOTENCY_KEY_PATTERN,
     LANGUAGE_PATTERN,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    TITLE_PATTERN,
     TOPIC_PATTERN,
 )
 from reportsvc.settings import Settings
@@ -418,6 +420,7 @@ METRICS_RESPONSES: Final = {
 # --- what the generated document cannot know --------------------------------------------
 
 EVENTS_PATH: Final = "/reports/{job_id}/events"
+REWRITE_PATH: Final = "/reports/{job_id}/sections/{index}/rewrite"
 
 
 def complete_document(openapi: OpenAPI, settings: Settings) -> None:
@@ -441,6 +444,10 @@ def complete_document(openapi: OpenAPI, settings: Settings) -> None:
         },
     )
     openapi.components.schemas["RewriteSection"] = rewrite_schema(settings)
+    rewrite = openapi.paths[REWRITE_PATH].post
+    assert rewrite is not None
+    assert isinstance(rewrite.request_body, RequestBody)
+    rewrite.request_body.required = False  # no body, or null: a rewrite without instruction
     reports, events = openapi.paths["/reports"], openapi.paths[EVENTS_PATH]
     assert reports.post is not None
     assert reports.get is not None
@@ -529,16 +536,16 @@ def create_report_schema(settings: Settings) -> Schema:
             ),
             "outline": outline_schema(
                 settings,
-                "Your own outline: no outline is asked of the model. `sections`, if given, "
-                "must equal its length. Not with `reviewOutline`.",
+                "Your own outline: no outline is asked of the model, and the report has as "
+                "many sections as it has titles (`sections` is not used).",
             ),
             "reviewOutline": Schema(
                 type=OpenAPIType.BOOLEAN,
                 description=(
-                    "Stop after the model's outline, in status `awaiting_review`, until "
-                    "PUT /reports/{jobId}/outline approves it (as is or edited); not reviewed "
-                    "within OUTLINE_REVIEW_TIMEOUT "
-                    f"({settings.outline_review_timeout}), the job fails. Not with `outline`."
+                    "Stop after the outline (the model's, or your `outline` as a draft), in "
+                    "status `awaiting_review`, until PUT /reports/{jobId}/outline approves it "
+                    "(as is or edited); not reviewed within OUTLINE_REVIEW_TIMEOUT "
+                    f"({settings.outline_review_timeout}), the job fails."
                 ),
             ),
         },
@@ -567,23 +574,23 @@ def create_report_schema(settings: Settings) -> Schema:
 
 
 def outline_schema(settings: Settings, description: str) -> Schema:
-    """A client's outline, with the limits of these settings (`api/validation.py`,
-    `clean_outline`, checks the rest: titles distinct ignoring case, not blank)."""
+    """A client's outline, with the limits of these settings: exactly what
+    `clean_outline` in api/validation.py accepts."""
     return Schema(
         type=OpenAPIType.ARRAY,
         min_items=1,
         max_items=settings.max_sections,
+        unique_items=True,
         items=Schema(
             type=OpenAPIType.STRING,
             min_length=1,
             max_length=settings.max_title_length,
-            pattern=TOPIC_PATTERN,
+            pattern=TITLE_PATTERN,
         ),
         description=(
-            f"{description} 1 to MAX_SECTIONS ({settings.max_sections}) titles, each at most "
-            f"MAX_TITLE_LENGTH ({settings.max_title_length}) characters, not blank, no "
-            "control characters, distinct (ignoring case); kept as written, with whitespace "
-            "collapsed."
+            f"{description} 1 to MAX_SECTIONS ({settings.max_sections}) different titles, "
+            f"each at most MAX_TITLE_LENGTH ({settings.max_title_length}) characters, not "
+            "blank, on one line (no control characters); kept exactly as sent."
         ),
         examples=[OUTLINE],
     )

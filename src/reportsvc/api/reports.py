@@ -400,8 +400,10 @@ class ReportController(Controller):
         job_id: JobIdParam,
         index: Annotated[
             int,
+            # An outline has at most 20 titles (MAX_SECTIONS is at most 20).
             PathParameter(
                 ge=0,
+                le=19,
                 description="The section's index in the outline, from 0.",
                 examples=[Example(value=1)],
             ),

@@ -56,12 +56,17 @@ _WHITESPACE: Final = char_class(c for c in _BMP if chr(c).isspace())
 _CONTROL: Final = char_class(
     c for c in _BMP if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()
 )
+# Every control character, line breaks and tabs included.
+_ANY_CONTROL: Final = char_class(c for c in _BMP if unicodedata.category(chr(c)) == "Cc")
 _LETTER: Final = char_class(c for c in _BMP if chr(c).isalpha())
 
 # A topic: no control characters other than whitespace, and something besides whitespace.
 TOPIC_PATTERN: Final = f"^[^{_CONTROL}]*[^{_CONTROL}{_WHITESPACE}][^{_CONTROL}]*$"
 # A language by name: letters (any script), with single spaces, hyphens or apostrophes between.
 LANGUAGE_PATTERN: Final = f"^[{_LETTER}]+(?:[\\x20'\\-][{_LETTER}]+)*$"
+# An outline title: no control characters at all (a title is one line), and something
+# besides whitespace.
+TITLE_PATTERN: Final = f"^[^{_ANY_CONTROL}]*[^{_ANY_CONTROL}{_WHITESPACE}][^{_ANY_CONTROL}]*$"
 # Visible ASCII, with spaces only inside (HTTP drops them at either end of a header value).
 IDEMPOTENCY_KEY_PATTERN: Final = "^[!-~](?:[\\x20-~]*[!-~])?$"
 # Microseconds since 1970 and a job id: every value of this shape is a cursor.
@@ -69,6 +74,7 @@ CURSOR_PATTERN: Final = "^[0-9]{1,17}_[0-9a-f]{32}$"
 
 _CONTROL_CHAR: Final = re.compile(f"[{_CONTROL}]")
 _LANGUAGE: Final = re.compile(LANGUAGE_PATTERN)
+_TITLE: Final = re.compile(TITLE_PATTERN)
 _IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _CURSOR: Final = re.compile(CURSOR_PATTERN)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -107,8 +113,10 @@ def strict_review(body: bytes) -> ReviewOutline:
 
 
 def strict_rewrite(body: bytes) -> RewriteSection:
-    """An empty body is a rewrite without an instruction."""
-    return RewriteSection() if not body.strip() else _decode(_STRICT_REWRITE, body)
+    """An empty body (or JSON null) is a rewrite without an instruction."""
+    if body.strip() in (b"", b"null"):
+        return RewriteSection()
+    return _decode(_STRICT_REWRITE, body)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
@@ -162,8 +170,10 @@ def job_options(
             )
     detail = "standard" if isinstance(request.detail, UnsetType) else request.detail
     review = request.review_outline is True
-    outline = _client_outline(request, sections, settings)
-    if outline is not None:
+    # A client's outline: its length is the number of sections (`sections` is not used).
+    outline = None
+    if not isinstance(request.outline, UnsetType):
+        outline = clean_outline(request.outline, settings)
         sections = len(outline)
     options = JobOptions(
         sections=sections,
@@ -176,32 +186,12 @@ def job_options(
     return model, options, outline
 
 
-def _client_outline(request: CreateReport, sections: int, settings: Settings) -> list[str] | None:
-    """The outline a new job's client gave, checked; None: the model writes one."""
-    if isinstance(request.outline, UnsetType):
-        return None
-    if request.review_outline is True:
-        raise ApiError(
-            400,
-            "invalid_outline",
-            "give either outline (your own) or reviewOutline (to review the model's), not both",
-        )
-    outline = clean_outline(request.outline, settings)
-    if not isinstance(request.sections, UnsetType) and sections != len(outline):
-        raise ApiError(
-            400,
-            "invalid_sections",
-            f"sections is {sections} but outline has {len(outline)} titles; leave sections "
-            "out, or make them agree",
-        )
-    return outline
-
-
 def clean_outline(titles: list[str], settings: Settings) -> list[str]:
-    """A client's outline, checked as the model's is made to be: 1 to MAX_SECTIONS titles,
-    each with its whitespace collapsed, not blank, no control characters, at most
-    MAX_TITLE_LENGTH characters, and distinct (ignoring case). A 400 naming the title
-    otherwise. The titles are kept as written (the model's are numbered by the service)."""
+    """A client's outline, checked as the model's is made to be, and exactly what
+    `outline_schema` in api/docs.py documents: 1 to MAX_SECTIONS titles, each at most
+    MAX_TITLE_LENGTH characters, not blank, no control characters (a title is one line),
+    and all different. A 400 naming the title otherwise. The titles are kept exactly as
+    sent: the model's are numbered by the service, a client's are the client's."""
     if not titles:
         raise ApiError(400, "invalid_outline", "outline must have at least one title")
     if len(titles) > settings.max_sections:
@@ -211,16 +201,8 @@ def clean_outline(titles: list[str], settings: Settings) -> list[str]:
             f"outline has {len(titles)} titles; the limit is {settings.max_sections} "
             "(MAX_SECTIONS)",
         )
-    cleaned: list[str] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(titles):
-        if _CONTROL_CHAR.search(raw):
-            raise ApiError(
-                400, "invalid_outline", f"outline[{i}] must not contain control characters"
-            )
-        title = " ".join(raw.split())
-        if not title:
-            raise ApiError(400, "invalid_outline", f"outline[{i}] must not be empty or blank")
+    for i, title in enumerate(titles):
         if len(title) > settings.max_title_length:
             raise ApiError(
                 400,
@@ -228,16 +210,21 @@ def clean_outline(titles: list[str], settings: Settings) -> list[str]:
                 f"outline[{i}] is {len(title)} characters long; the limit is "
                 f"{settings.max_title_length} (MAX_TITLE_LENGTH)",
             )
-        key = title.casefold()
-        if key in seen:
+        if not _TITLE.fullmatch(title):
+            problem = (
+                "must not be empty or blank"
+                if not title.strip()
+                else ("must not contain control characters or line breaks")
+            )
+            raise ApiError(400, "invalid_outline", f"outline[{i}] {problem}")
+        if title in seen:
             raise ApiError(
                 400,
                 "invalid_outline",
-                f"outline[{i}] repeats outline[{seen[key]}]: titles must be distinct",
+                f"outline[{i}] repeats outline[{seen[title]}]: titles must be distinct",
             )
-        seen[key] = i
-        cleaned.append(title)
-    return cleaned
+        seen[title] = i
+    return list(titles)
 
 
 def clean_instruction(request: RewriteSection, settings: Settings) -> str | None:

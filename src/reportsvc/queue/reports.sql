@@ -10,7 +10,8 @@
 -- the clients gave (a JSON array of titles, as text; NULL: the model writes one).
 --
 -- One row per POST, each with its outline step, or, when the client gave the outline,
--- already writing, with one section step per title; the API inserts the requests that arrive
+-- already writing, with one section step per title (or, if it also asked to review the
+-- outline, waiting for that review, with no step at all); the API inserts the requests that arrive
 -- while the previous insert is under way together (group commit: one round trip and one
 -- WAL flush for the lot, and each request is answered only once its rows are committed).
 -- Returns, for every request, whether its job was created, and if not, whether it was
@@ -71,23 +72,30 @@ first_turns AS (
 ),
 created AS (
     INSERT INTO jobs (id, topic, model, options, idempotency_key, deadline_at, owner,
-                      webhook_url, turn, status, outline, sections_total, started_at)
+                      webhook_url, turn, status, outline, sections_total, started_at,
+                      review_since)
     SELECT a.id, a.topic, a.model, a.options, a.idempotency_key,
            now() + make_interval(secs => a.timeout), a.owner, a.webhook_url,
            t.turn + a.nth_turn,
-           CASE WHEN a.given_outline IS NULL THEN 'outlining' ELSE 'writing' END,
+           CASE WHEN a.given_outline IS NULL THEN 'outlining'
+                WHEN coalesce((a.options ->> 'review_outline')::boolean, false)
+                     THEN 'awaiting_review'
+                ELSE 'writing' END,
            CASE WHEN a.given_outline IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(a.given_outline::jsonb)) END,
            CASE WHEN a.given_outline IS NOT NULL
                 THEN jsonb_array_length(a.given_outline::jsonb)
                      + CASE WHEN coalesce((a.options ->> 'summary')::boolean, false)
                             THEN 1 ELSE 0 END END,
-           CASE WHEN a.given_outline IS NOT NULL THEN now() END
+           CASE WHEN a.given_outline IS NOT NULL THEN now() END,
+           CASE WHEN a.given_outline IS NOT NULL
+                     AND coalesce((a.options ->> 'review_outline')::boolean, false)
+                THEN now() END
     FROM admitted a JOIN first_turns t ON t.turn_owner = a.turn_owner
     ORDER BY a.ord
     ON CONFLICT ((coalesce(owner, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
     DO NOTHING
-    RETURNING id, turn, outline
+    RETURNING id, turn, outline, status
 ),
 -- The outline step of each new job, in the job's turn; within a turn, after the steps of
 -- reports already under way.
@@ -100,7 +108,7 @@ given_sections AS (
     INSERT INTO steps (job_id, kind, position, title, turn)
     SELECT c.id, 'section', t.ord - 1, t.title, c.turn
     FROM created c, unnest(c.outline) WITH ORDINALITY AS t(title, ord)
-    WHERE c.outline IS NOT NULL
+    WHERE c.outline IS NOT NULL AND c.status = 'writing'
 ),
 advanced AS (
     INSERT INTO fair_turns AS f (owner, next_turn)
