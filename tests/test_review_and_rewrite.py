@@ -13,12 +13,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from reportsvc.api import metrics as api_metrics
 from reportsvc.domain import JobOptions, JobStatus
 from reportsvc.llm.fake import FakeLLMThread
 from reportsvc.settings import Settings
 from tests.conftest import api_client
 from tests.helpers import Stores, running_worker, wait_for_job
 from tests.sse import read_events
+from tests.test_operations import metric, metric_or_zero
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
 BETA = {"Authorization": "Bearer beta-secret"}
@@ -206,6 +208,52 @@ async def test_a_review_not_given_in_time_fails_the_job_but_the_job_deadline_doe
     refused = await client.put(f"/reports/{late}/outline", json={"outline": ["A"]})
     assert refused.status_code == 409
     assert "status failed" in refused.json()["error"]
+
+
+async def test_a_job_in_review_can_be_cancelled_and_an_expired_one_retried(
+    client: httpx.AsyncClient, stores: Stores, settings: Settings
+) -> None:
+    cancelled = await post(client, {"topic": "A", "outline": ["One"], "reviewOutline": True})
+    expired = await post(client, {"topic": "B", "outline": ["One"], "reviewOutline": True})
+    answer = await client.delete(f"/reports/{cancelled}")
+    assert answer.status_code == 200
+    assert (await client.get(f"/reports/{cancelled}")).json()["status"] == "cancelled"
+    await stores.queue.pool.execute(
+        "UPDATE jobs SET review_since = now() - interval '2 days' WHERE id = $1", expired
+    )
+    assert await stores.queue.expire_reviews(24 * 3600) == [expired]
+    # `reportsvc retry`: back to waiting for the review, from now.
+    retried = await stores.operations.retry_job(expired, settings.job_timeout_seconds)
+    assert retried is not None
+    assert retried.status is JobStatus.AWAITING_REVIEW
+    again = (await client.get(f"/reports/{expired}")).json()
+    assert again["status"] == "awaiting_review"
+    assert "error" not in again
+    assert await stores.queue.expire_reviews(24 * 3600) == []
+
+
+async def test_metrics_count_reviews_and_rewrites(
+    client: httpx.AsyncClient,
+    stores: Stores,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api_metrics, "METRICS_REFRESH_SECONDS", 0.0)
+    before = (await client.get("/metrics")).text
+    approved = metric_or_zero(before, "reportsvc_outline_reviews_total", outcome="approved")
+    rewrites = metric_or_zero(before, "reportsvc_section_rewrites_total")
+    job_id = await post(client, {"topic": "A", "outline": ["One", "Two"], "reviewOutline": True})
+    await post(client, {"topic": "B", "outline": ["One"], "reviewOutline": True})
+    waiting = (await client.get("/metrics")).text
+    assert metric(waiting, "reportsvc_jobs", status="awaiting_review") == 2
+    await client.put(f"/reports/{job_id}/outline", json={"outline": ["One", "Two"]})
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id)
+    assert (await client.post(f"/reports/{job_id}/sections/1/rewrite")).status_code == 202
+    after = (await client.get("/metrics")).text
+    assert metric(after, "reportsvc_jobs", status="awaiting_review") == 1
+    assert metric(after, "reportsvc_outline_reviews_total", outcome="approved") == approved + 1
+    assert metric(after, "reportsvc_section_rewrites_total") == rewrites + 1
 
 
 async def test_the_pause_and_its_end_are_webhook_events(
