@@ -385,6 +385,20 @@ async def test_a_rewrite_keeps_the_old_text_adds_up_usage_and_rewrites_the_summa
         job_id,
     )
     assert rewritten["tokens"] > history[0]["usage"]["totalTokens"]
+    # A second rewrite: its history row has the second version's tokens, not both.
+    second = await client.post(f"/reports/{job_id}/sections/1/rewrite")
+    assert second.status_code == 202
+    async with running_worker(stores, summary_settings):
+        await wait_for_job(stores, job_id)
+    again = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
+    versions = [h for h in again["history"] if h["index"] == 1]
+    assert len(versions) == 2
+    assert "instruction" not in versions[1]
+    assert versions[1]["text"] == sections[titles[1]]
+    assert (
+        versions[0]["usage"]["totalTokens"] + versions[1]["usage"]["totalTokens"]
+        == rewritten["tokens"]
+    )
     # Without ?history the answer is as before.
     assert "history" not in (await client.get(f"/reports/{job_id}")).json()
     # The steps went back to the job's (new) turn.
@@ -392,7 +406,7 @@ async def test_a_rewrite_keeps_the_old_text_adds_up_usage_and_rewrites_the_summa
     rows = await step_rows(stores.queue.pool, job_id)
     redone = [r for r in rows if (r["kind"], r["position"]) in {("section", 1), ("summary", 3)}]
     assert {r["turn"] for r in redone} == {job_turn}
-    assert redone[0]["instruction"] == "shorter, with more dates"
+    assert redone[0]["instruction"] is None  # the latest rewrite asked for nothing
 
 
 async def test_a_rewrite_ends_with_a_new_completion_event(

@@ -109,7 +109,10 @@ class SectionVersion(CamelStruct):
     ]
     title: str
     text: str
-    usage: TokenUsage
+    usage: Annotated[
+        TokenUsage,
+        msgspec.Meta(description="What this version cost (its failed attempts included)."),
+    ]
     replaced_at: datetime
     written_at: datetime | UnsetType = UNSET
     instruction: (

@@ -347,6 +347,8 @@ class ReportStore:
             row = await conn.fetchrow(
                 Q["approve_outline"], job_id, owner, _json(outline).decode(), timeout_seconds
             )
+            if row is not None:
+                await conn.execute(Q["admit_resumed_job"], job_id)
         if row is None:
             raise await self._refusal(job_id, owner)
         self.publisher.progress([job_id])
@@ -375,6 +377,7 @@ class ReportStore:
             if turn is None:  # pragma: no cover - the steps' lock keeps the job completed
                 raise await self._refusal(job_id, owner, conn)
             await conn.fetch(Q["queue_rewrite"], [s["id"] for s in steps], instruction, turn)
+            await conn.execute(Q["admit_resumed_job"], job_id)
         self.publisher.progress([job_id])
         title: str = titles[0]
         return title

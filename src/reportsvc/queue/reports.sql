@@ -304,13 +304,22 @@ RETURNING turn;
 -- can present a reused attempt number with a lease on it).
 -- The summary's step stays done until the section is written; then complete_steps queues
 -- it again.
+-- A step's tokens add up over its versions, so the history row keeps this version's share:
+-- the step's tokens less those of the versions replaced before.
 WITH kept AS (
     INSERT INTO section_history (job_id, kind, position, title, content, instruction,
                                  prompt_tokens, completion_tokens, written_at)
-    SELECT job_id, kind, position, title, content, $2, prompt_tokens, completion_tokens,
-           finished_at
-    FROM steps
-    WHERE id = ANY($1::bigint[])
+    SELECT s.job_id, s.kind, s.position, s.title, s.content, $2,
+           s.prompt_tokens - coalesce(e.prompt_tokens, 0),
+           s.completion_tokens - coalesce(e.completion_tokens, 0), s.finished_at
+    FROM steps s
+    LEFT JOIN LATERAL (
+        SELECT sum(h.prompt_tokens) AS prompt_tokens,
+               sum(h.completion_tokens) AS completion_tokens
+        FROM section_history h
+        WHERE h.job_id = s.job_id AND h.kind = s.kind AND h.position = s.position
+    ) e ON true
+    WHERE s.id = ANY($1::bigint[])
 )
 UPDATE steps
 SET status = 'queued', instruction = $2, turn = $3, priority = 0, run_after = now(),
@@ -327,3 +336,11 @@ SELECT kind, position, title, content, instruction, prompt_tokens, completion_to
 FROM section_history
 WHERE job_id = $1
 ORDER BY position, id;
+
+
+-- name: admit_resumed_job
+-- $1 job id. A reviewed or rewritten job is under way again: it counts towards the
+-- admission bounds (the upper bound reportsvc_admit keeps), in all and for its owner, as
+-- `reportsvc retry` counts a reopened job. It is not refused for room: it was admitted.
+UPDATE admission SET admitted = admitted + 1
+WHERE scope = '*' OR scope = (SELECT owner FROM jobs WHERE id = $1);
