@@ -385,20 +385,6 @@ async def test_a_rewrite_keeps_the_old_text_adds_up_usage_and_rewrites_the_summa
         job_id,
     )
     assert rewritten["tokens"] > history[0]["usage"]["totalTokens"]
-    # A second rewrite: its history row has the second version's tokens, not both.
-    second = await client.post(f"/reports/{job_id}/sections/1/rewrite")
-    assert second.status_code == 202
-    async with running_worker(stores, summary_settings):
-        await wait_for_job(stores, job_id)
-    again = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
-    versions = [h for h in again["history"] if h["index"] == 1]
-    assert len(versions) == 2
-    assert "instruction" not in versions[1]
-    assert versions[1]["text"] == sections[titles[1]]
-    assert (
-        versions[0]["usage"]["totalTokens"] + versions[1]["usage"]["totalTokens"]
-        == rewritten["tokens"]
-    )
     # Without ?history the answer is as before.
     assert "history" not in (await client.get(f"/reports/{job_id}")).json()
     # The steps went back to the job's (new) turn.
@@ -406,7 +392,36 @@ async def test_a_rewrite_keeps_the_old_text_adds_up_usage_and_rewrites_the_summa
     rows = await step_rows(stores.queue.pool, job_id)
     redone = [r for r in rows if (r["kind"], r["position"]) in {("section", 1), ("summary", 3)}]
     assert {r["turn"] for r in redone} == {job_turn}
-    assert redone[0]["instruction"] is None  # the latest rewrite asked for nothing
+    assert redone[0]["instruction"] == "shorter, with more dates"
+
+
+async def test_each_version_in_the_history_keeps_its_own_tokens(
+    client: httpx.AsyncClient, stores: Stores, settings: Settings
+) -> None:
+    job_id = await post(client, {"topic": "Rome", "sections": 2})
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id)
+        for instruction in ("shorter", None):
+            body = {"instruction": instruction} if instruction else None
+            answer = await client.post(f"/reports/{job_id}/sections/0/rewrite", json=body)
+            assert answer.status_code == 202
+            await wait_for_job(stores, job_id, statuses=(JobStatus.WRITING,), timeout=2)
+            await wait_for_job(stores, job_id)
+    shown = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
+    versions = shown["history"]
+    assert [(v["index"], v.get("instruction")) for v in versions] == [(0, "shorter"), (0, None)]
+    assert "Rewritten (shorter)." in versions[1]["text"]
+    current = shown["report"]["sections"][shown["report"]["outline"][0]]
+    assert "Rewritten (no instruction)." in current
+    step_tokens = await stores.queue.pool.fetchval(
+        """SELECT prompt_tokens + completion_tokens FROM steps
+           WHERE job_id = $1 AND kind = 'section' AND position = 0""",
+        job_id,
+    )
+    # Three versions written: two replaced, in the history, each with its own share.
+    shares = [v["usage"]["totalTokens"] for v in versions]
+    assert all(share > 0 for share in shares)
+    assert sum(shares) < step_tokens
 
 
 async def test_a_rewrite_ends_with_a_new_completion_event(
