@@ -20,6 +20,7 @@ from reportsvc.settings import Settings
 from tests.conftest import api_client
 from tests.helpers import Stores, running_worker, wait_for_job
 from tests.sse import read_events
+from tests.test_cli import reportsvc
 from tests.test_operations import metric, metric_or_zero
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
@@ -230,6 +231,20 @@ async def test_a_job_in_review_can_be_cancelled_and_an_expired_one_retried(
     assert again["status"] == "awaiting_review"
     assert "error" not in again
     assert await stores.queue.expire_reviews(24 * 3600) == []
+
+
+async def test_the_retry_command_puts_an_expired_review_back(
+    client: httpx.AsyncClient, stores: Stores, database_url: str
+) -> None:
+    job_id = await post(client, {"topic": "A", "outline": ["One"], "reviewOutline": True})
+    await stores.queue.pool.execute(
+        "UPDATE jobs SET review_since = now() - interval '2 days' WHERE id = $1", job_id
+    )
+    assert await stores.queue.expire_reviews(24 * 3600) == [job_id]
+    code, out = await reportsvc(database_url, "retry", str(job_id))
+    assert code == 0, out
+    assert "waits for its outline's review again" in out
+    assert (await client.get(f"/reports/{job_id}")).json()["status"] == "awaiting_review"
 
 
 async def test_metrics_count_reviews_and_rewrites(
