@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from reportsvc.api import metrics as api_metrics
 from reportsvc.domain import JobOptions, JobStatus
-from reportsvc.llm.fake import FakeLLMThread
+from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
 from reportsvc.settings import Settings
 from tests.conftest import api_client
 from tests.helpers import Stores, running_worker, wait_for_job
@@ -437,6 +437,39 @@ async def test_each_version_in_the_history_keeps_its_own_tokens(
     shares = [v["usage"]["totalTokens"] for v in versions]
     assert all(share > 0 for share in shares)
     assert sum(shares) < step_tokens
+
+
+async def test_a_rewrite_that_fails_for_good_leaves_the_report_as_it_was(
+    summary_client: httpx.AsyncClient,
+    stores: Stores,
+    summary_settings: Settings,
+    fake_llm: FakeLLMThread,
+) -> None:
+    client = summary_client
+    job_id = await post(client, {"topic": "Rome", "sections": 2})
+    async with running_worker(stores, summary_settings):
+        await wait_for_job(stores, job_id)
+    before = (await client.get(f"/reports/{job_id}")).json()
+    fake_llm.configure(FakeConfig(section=Faults(error_rate=1.0, error_status=400)))
+    answer = await client.post(f"/reports/{job_id}/sections/0/rewrite", json={"instruction": "x"})
+    assert answer.status_code == 202
+    async with running_worker(stores, summary_settings):
+        await wait_for_job(stores, job_id, statuses=(JobStatus.WRITING,), timeout=2)
+        await wait_for_job(stores, job_id)
+    after = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
+    assert after["status"] == "completed"
+    assert after["report"] == before["report"]
+    assert after["rewriteError"].startswith("The rewrite did not happen: Section 1 of 2")
+    assert "history" not in after or after["history"] == []
+    # A later rewrite goes through, and the error is gone.
+    fake_llm.configure(FakeConfig())
+    assert (await client.post(f"/reports/{job_id}/sections/0/rewrite")).status_code == 202
+    async with running_worker(stores, summary_settings):
+        await wait_for_job(stores, job_id, statuses=(JobStatus.WRITING,), timeout=2)
+        await wait_for_job(stores, job_id)
+    fixed = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
+    assert "rewriteError" not in fixed
+    assert [h["index"] for h in fixed["history"]] == [0, 2]
 
 
 async def test_a_rewrite_ends_with_a_new_completion_event(

@@ -101,3 +101,8 @@ def review_expired(timeout_seconds: float) -> str:
         f"The outline was not reviewed within {hours:g} hours (OUTLINE_REVIEW_TIMEOUT): "
         "no PUT /reports/{jobId}/outline arrived, so no section was written."
     )
+
+
+def rewrite_failed(step_error: str) -> str:
+    """A completed report's `rewriteError` when a rewrite of one of its parts failed."""
+    return f"The rewrite did not happen: {step_error}. The report is as it was before it."

@@ -181,6 +181,19 @@ class JobStatus(CamelStruct):
         ]
         | UnsetType
     ) = UNSET
+    # A completed report whose latest rewrite failed for good: why (the report is as before).
+    rewrite_error: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=(
+                    "completed only: the latest section rewrite failed for good, so the "
+                    "report is as it was before it; why."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     # With ?history=true: the texts rewrites replaced, by section, oldest first.
     history: list[SectionVersion] | UnsetType = UNSET
 
@@ -234,8 +247,7 @@ def job_status(
     if (shortfall := outline_shortfall(job)) is not None:
         status.outline_shortfall = shortfall
     if public == "completed":
-        status.progress = 1.0
-        status.report = _report(job)
+        _completed(job, status)
     elif public == "processing":
         _in_progress(job, status)
     elif public == "awaiting_review":
@@ -252,6 +264,14 @@ def job_status(
     if job.webhook_url is not None:
         status.webhook = webhook_status(job.webhook_url, job.webhook)
     return status
+
+
+def _completed(job: JobRow, status: JobStatus) -> None:
+    status.progress = 1.0
+    status.report = _report(job)
+    # A completed job keeps an error only when its latest rewrite failed for good.
+    if job.error is not None:
+        status.rewrite_error = job.error
 
 
 def _report(job: JobRow) -> Report:

@@ -299,9 +299,12 @@ class ReportController(Controller):
         summary="Status, progress and result of a report",
         description=(
             "`status` is `processing` (with `progress` from 0 to 1, and once the outline "
-            "exists, `outline` and the `partialSections` finished so far), `completed` (with "
-            "`report`), `failed` (with `error`) or `cancelled`. With `Accept: text/markdown` "
-            "or `?format=markdown`, a completed report comes back as a Markdown document."
+            "exists, `outline` and the `partialSections` finished so far), `awaiting_review` "
+            "(created with `reviewOutline`: the proposed `outline`, and `reviewDueAt`), "
+            "`completed` (with `report`, and `rewriteError` if the latest section rewrite "
+            "failed), `failed` (with `error`) or `cancelled`. `?history=true` adds the texts "
+            "section rewrites replaced. With `Accept: text/markdown` or `?format=markdown`, a "
+            "completed report comes back as a Markdown document."
         ),
         responses=docs.GET_RESPONSES,
     )
@@ -438,10 +441,11 @@ class ReportController(Controller):
         description=(
             "A `text/event-stream`. Each finished step sends a `progress` event (data: "
             "`jobId`, `step` (`outline` or `section`), `progress`, and the `outline` or the "
-            "`section` title); steps finished before the client connected come first. The "
-            "stream ends with one `completed`, `failed` or `cancelled` event whose data is "
-            "the job as GET /reports/{jobId} returns it. Comment lines keep the connection "
-            "alive."
+            "`section` title); steps finished before the client connected come first. A job "
+            "that stops for its outline's review sends an `awaiting_review` event (the job) "
+            "and the stream goes on. The stream ends with one `completed`, `failed` or "
+            "`cancelled` event whose data is the job as GET /reports/{jobId} returns it. "
+            "Comment lines keep the connection alive."
         ),
         responses=docs.EVENTS_RESPONSES,
     )

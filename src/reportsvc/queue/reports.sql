@@ -288,6 +288,7 @@ UPDATE jobs
 SET status = 'writing',
     sections_done = sections_done - $2,
     finished_at = NULL,
+    error = NULL,
     turn = reportsvc_next_turn(coalesce(owner, '')),
     deadline_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND status = 'completed'

@@ -190,9 +190,13 @@ class StepQueue:
             )
             reasons = {f.step.id: f.reason for f in failed}
             messages: dict[UUID, str] = {}
+            rewrites: dict[int, str] = {}
             for r in rows:
-                if _fails_its_job(r):
+                if r["rewrite"]:
+                    rewrites[r["id"]] = _rewrite_error(r, reasons[r["id"]])
+                elif _fails_its_job(r):
                     messages.setdefault(r["job_id"], _job_error(r, reasons[r["id"]]))
+            await self._restore_rewrites(conn, rewrites)
             return await self._fail_jobs(conn, messages)
 
     async def extend_leases(
@@ -219,9 +223,15 @@ class StepQueue:
                 Q["rescue_steps"], max_attempts, failures.WORKER_LOST, webhook_max_attempts
             )
             messages: dict[UUID, str] = {}
+            rewrites: dict[int, str] = {}
             for r in rows:
-                if r["status"] == StepStatus.FAILED and _fails_its_job(r):
+                if r["status"] != StepStatus.FAILED:
+                    continue
+                if r["rewrite"]:
+                    rewrites[r["id"]] = _rewrite_error(r, failures.WORKER_LOST_EVERY_TIME)
+                elif _fails_its_job(r):
                     messages.setdefault(r["job_id"], _job_error(r, failures.WORKER_LOST_EVERY_TIME))
+            await self._restore_rewrites(conn, rewrites)
             failed = await self._fail_jobs(conn, messages)
         requeued = sum(r["status"] == StepStatus.QUEUED for r in rows)
         if requeued:
@@ -248,6 +258,18 @@ class StepQueue:
         failed = [r[0] for r in rows]
         self.publisher.progress(failed)
         return failed
+
+    async def _restore_rewrites(
+        self, conn: asyncpg.Connection, errors: dict[int, str]
+    ) -> list[UUID]:
+        """Rewrites that failed for good: their reports are completed again, as they were."""
+        if not errors:
+            return []
+        ids = sorted(errors)
+        rows = await conn.fetch(Q["restore_rewrites"], ids, [errors[i] for i in ids])
+        restored = [r[0] for r in rows]
+        self.publisher.progress(restored)
+        return restored
 
     async def _fail_jobs(self, conn: asyncpg.Connection, messages: dict[UUID, str]) -> list[UUID]:
         if not messages:
@@ -282,3 +304,7 @@ def _job_error(row: asyncpg.Record, reason: str) -> str:
         attempts=row["attempts"],
         reason=reason,
     )
+
+
+def _rewrite_error(row: asyncpg.Record, reason: str) -> str:
+    return failures.rewrite_failed(_job_error(row, reason))

@@ -252,7 +252,9 @@ FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[], $7::int[]
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
   AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
-          cardinality(j.outline) AS outline_length;
+          cardinality(j.outline) AS outline_length,
+          -- A rewrite (its step had a text before): the caller restores it instead.
+          s.kind IN ({report_parts}) AND s.content IS NOT NULL AS rewrite;
 
 
 -- name: release_steps
@@ -322,7 +324,8 @@ SET status = CASE WHEN s.attempts >= CASE WHEN s.kind = 'webhook' THEN $3::int E
 FROM expired e, jobs j
 WHERE s.id = e.id AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.status, s.attempts,
-          cardinality(j.outline) AS outline_length;
+          cardinality(j.outline) AS outline_length,
+          s.kind IN ({report_parts}) AND s.content IS NOT NULL AS rewrite;
 
 
 -- name: overdue_jobs
@@ -348,6 +351,42 @@ UPDATE jobs j
 SET status = 'failed', error = i.error, finished_at = now()
 FROM unnest($1::uuid[], $2::text[]) AS i(id, error)
 WHERE j.id = i.id AND j.status IN ({active_jobs})
+RETURNING j.id;
+
+
+-- name: restore_rewrites
+-- $1 step ids, $2 their jobs' errors (what a user reads). A rewrite whose step failed for
+-- good (a section's, or the summary's written again after it) does not fail the report:
+-- the step keeps the text it had (it was never overwritten) and is done again, the history
+-- rows that recorded it as replaced go (it was not; nor was the summary, when the section
+-- failed: its row was written by the same request, at the same time), and the job is
+-- completed again, with the error kept to say the rewrite did not happen. Runs in the
+-- transaction that failed the steps, after them: steps, then history, then the job.
+WITH restored AS (
+    UPDATE steps
+    SET status = 'done', finished_at = now()
+    WHERE id = ANY($1::bigint[]) AND status = 'failed' AND content IS NOT NULL
+    RETURNING id, job_id, kind, position
+),
+latest AS (
+    SELECT r.job_id, r.kind, h.id, h.replaced_at
+    FROM restored r
+    JOIN LATERAL (SELECT x.id, x.replaced_at FROM section_history x
+                  WHERE x.job_id = r.job_id AND x.kind = r.kind AND x.position = r.position
+                  ORDER BY x.id DESC LIMIT 1) h ON true
+),
+forgotten AS (
+    DELETE FROM section_history h
+    USING latest l
+    WHERE h.id = l.id
+       OR (l.kind = 'section' AND h.job_id = l.job_id AND h.kind = 'summary'
+           AND h.replaced_at = l.replaced_at)
+)
+UPDATE jobs j
+SET status = 'completed', sections_done = j.sections_total, finished_at = now(),
+    error = i.error
+FROM unnest($1::bigint[], $2::text[]) AS i(step_id, error), restored r
+WHERE r.id = i.step_id AND j.id = r.job_id AND j.status = 'writing'
 RETURNING j.id;
 
 
