@@ -19,9 +19,11 @@ from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
 from reportsvc.settings import Settings
 from tests.conftest import api_client
 from tests.helpers import Stores, running_worker, wait_for_job
+from tests.receiver import receiving
 from tests.sse import read_events
 from tests.test_cli import reportsvc
 from tests.test_operations import metric, metric_or_zero
+from tests.test_webhooks import SECRET, delivering, webhook_ends
 
 ALPHA = {"Authorization": "Bearer alpha-secret"}
 BETA = {"Authorization": "Bearer beta-secret"}
@@ -293,6 +295,49 @@ async def test_the_pause_and_its_end_are_webhook_events(
         job_id,
     )
     assert [e["title"] for e in events] == ["report.awaiting_review", "report.completed"]
+
+
+@pytest.fixture
+def hook_settings(settings: Settings) -> Settings:
+    """Webhooks on, to a receiver on this machine (as in test_webhooks)."""
+    return settings.model_copy(
+        update={"webhook_secret": [SecretStr(SECRET)], "webhook_allow_private_networks": True}
+    )
+
+
+@pytest.fixture
+async def hook_client(
+    hook_settings: Settings, pool: asyncpg.Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(hook_settings, pool) as client:
+        yield client
+
+
+async def test_a_receiver_gets_the_pause_signed_with_the_proposed_outline(
+    hook_client: httpx.AsyncClient, stores: Stores, hook_settings: Settings
+) -> None:
+    with receiving([SECRET]) as receiver:
+        response = await hook_client.post(
+            "/reports",
+            json={
+                "topic": "Tea",
+                "sections": 2,
+                "reviewOutline": True,
+                "webhookUrl": receiver.url(),
+            },
+        )
+        job_id = UUID(response.json()["jobId"])
+        async with delivering(stores, hook_settings):
+            paused = await webhook_ends(hook_client, job_id)
+    assert paused["status"] == "awaiting_review"
+    assert paused["webhook"]["status"] == "delivered"
+    [delivery] = receiver.received
+    assert delivery.verified_by == (0,)
+    event = delivery.json()
+    assert event["type"] == "report.awaiting_review"
+    assert event["data"]["status"] == "awaiting_review"
+    assert event["data"]["outline"] == paused["outline"]
+    assert event["data"]["reviewDueAt"] == paused["reviewDueAt"]
 
 
 async def test_the_event_stream_reports_the_pause_and_goes_on(

@@ -101,6 +101,7 @@ def webhook_config(settings: Settings) -> WebhookConfig:
         retry_max_seconds=settings.webhook_retry_max_seconds,
         max_attempts=settings.webhook_max_attempts,
         prices=settings.openai_prices,
+        review_timeout_seconds=settings.outline_review_timeout_seconds,
     )
 
 
