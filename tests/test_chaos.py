@@ -296,3 +296,51 @@ async def test_postgres_restart_mid_run(
         assert "database unavailable" in worker.output()
     finally:
         server.destroy()
+
+
+async def test_a_review_pause_survives_a_worker_kill_and_a_restart(
+    database_url: str, fake_llm: FakeLLMThread, tmp_path: Path
+) -> None:
+    """A job waiting for its outline's review holds nothing: killing every worker (and
+    restarting the API) loses nothing, redoes nothing, and the review still goes through."""
+    fake_llm.configure(FakeConfig(section=Faults(latency=0.2)))
+    with cluster(database_url, fake_llm.base_url, tmp_path) as running:
+        running.start_api()
+        worker = running.start_worker("worker", concurrency=4)
+        async with httpx.AsyncClient(base_url=running.api_url, timeout=10) as http:
+            created = await http.post(
+                "/reports", json={"topic": "Paused", "sections": 3, "reviewOutline": True}
+            )
+            assert created.status_code == 202
+            job_id = created.json()["jobId"]
+        await wait_until(
+            "SELECT status = 'awaiting_review' FROM jobs WHERE id = $1", database_url, job_id
+        )
+        await asyncio.sleep(1.0)  # heartbeats and maintenance passes while it waits
+        worker.signal(signal.SIGKILL)
+        worker.wait(timeout=5)
+        running.services[0].stop()  # the API restarts too
+        running.start_api()
+        conn = await asyncpg.connect(database_url)
+        try:
+            held = await conn.fetch(
+                """SELECT kind, status, lease_owner FROM steps
+                   WHERE job_id = $1 AND (status IN ('queued', 'running')
+                                          OR lease_owner IS NOT NULL)""",
+                job_id,
+            )
+        finally:
+            await conn.close()
+        assert held == []  # nothing leased, nothing waiting for a worker
+        running.start_worker("restarted", concurrency=4)
+        await asyncio.sleep(1.0)
+        async with httpx.AsyncClient(base_url=running.api_url, timeout=10) as http:
+            paused = (await http.get(f"/reports/{job_id}")).json()
+            assert paused["status"] == "awaiting_review"
+            outline = paused["outline"]
+            approved = await http.put(f"/reports/{job_id}/outline", json={"outline": outline})
+            assert approved.status_code == 200, approved.text
+        await wait_until(
+            "SELECT status = 'completed' FROM jobs WHERE id = $1", database_url, job_id
+        )
+    assert fake_llm.stats().calls == {"outline": 1, "section": 3}

@@ -56,6 +56,7 @@ async def test_upgrade_from_empty_then_downgrade_then_upgrade(empty_database: st
         "model_quotas",
         "sources",
         "job_passages",
+        "section_history",
         "alembic_version",
     }
     await asyncio.to_thread(migrate.downgrade, empty_database, "base")
@@ -113,6 +114,7 @@ async def test_concurrent_migrate_commands_take_turns(empty_database: str) -> No
         "model_quotas",
         "sources",
         "job_passages",
+        "section_history",
         "alembic_version",
     }
 
@@ -174,3 +176,33 @@ async def test_jobs_mid_outline_or_mid_sections_finish_after_the_upgrade_to_one_
     # The outline's tokens moved to its step; the section's stayed with it.
     assert written.prompt_tokens >= 15
     assert fake_llm.stats().calls == {"outline": 2, "section": 2 + 2 + 2}
+
+
+async def test_a_downgrade_past_0009_fails_jobs_awaiting_review_and_keeps_the_rest(
+    empty_database: str,
+) -> None:
+    """Before revision 0009 there is no review status: such a job cannot stay in it."""
+    await asyncio.to_thread(migrate.upgrade, empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        waiting = await conn.fetchval(
+            """INSERT INTO jobs (topic, model, deadline_at, status, outline, review_since)
+               VALUES ('Waiting', 'm', now() + interval '1 hour', 'awaiting_review',
+                       ARRAY['I. A'], now()) RETURNING id"""
+        )
+        writing = await conn.fetchval(
+            """INSERT INTO jobs (topic, model, deadline_at, status)
+               VALUES ('Writing', 'm', now() + interval '1 hour', 'writing') RETURNING id"""
+        )
+    finally:
+        await conn.close()
+    await asyncio.to_thread(migrate.downgrade, empty_database, "0008")
+    conn = await asyncpg.connect(empty_database)
+    try:
+        rows = dict(await conn.fetch("SELECT id, status FROM jobs"))
+        error = await conn.fetchval("SELECT error FROM jobs WHERE id = $1", waiting)
+    finally:
+        await conn.close()
+    assert rows == {waiting: "failed", writing: "writing"}
+    assert "downgrade" in error
+    assert "section_history" not in await tables(empty_database)

@@ -378,3 +378,44 @@ async def test_a_report_with_sources_and_a_summary_completes(
     assert report["summary"]
     assert [r["number"] for r in report["references"]] == [1, 2]
     assert report["citationsRemoved"] == 2
+
+
+async def test_a_clients_outline_and_a_rewrite_are_grounded_in_the_same_passages(
+    client: httpx.AsyncClient, stores: Stores, settings: Settings, fake_llm: FakeLLMThread
+) -> None:
+    """The two halves together: a client's outline is searched like the model's, and a
+    section written again is given the same numbered passages, its invented citations
+    removed again."""
+    fake_llm.configure(FakeConfig(cite_unknown=True))
+    response = await client.post(
+        "/reports", json={"topic": TOPIC, "outline": TITLES, "sources": [LIGHTHOUSE, HARBOUR]}
+    )
+    assert response.status_code == 202, response.text
+    job_id = UUID(response.json()["jobId"])
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id)
+    assert fake_llm.stats().calls.get("outline", 0) == 0
+    first = (await client.get(f"/reports/{job_id}")).json()
+    assert first["status"] == "completed", first
+    assert first["report"]["outline"] == TITLES
+    assert "[2]" in first["report"]["sections"][TITLES[1]]
+
+    answer = await client.post(
+        f"/reports/{job_id}/sections/1/rewrite", json={"instruction": "more about porters"}
+    )
+    assert answer.status_code == 202, answer.text
+    async with running_worker(stores, settings):
+        await wait_for_job(stores, job_id)
+    prompt = fake_llm.stats().section_prompts[f"{TOPIC} :: {TITLES[1]}"]
+    assert "Current text of this section:" in prompt
+    assert '[2] from "Harbour trade"' in prompt
+    assert "[1] from" not in prompt
+    after = (await client.get(f"/reports/{job_id}", params={"history": "true"})).json()
+    assert after["status"] == "completed", after
+    rewritten = after["report"]["sections"][TITLES[1]]
+    assert "Rewritten (more about porters)." in rewritten
+    assert "[2]" in rewritten
+    assert "[3]" not in rewritten  # the stand-in's invented citation, removed again
+    assert after["report"]["sections"][TITLES[0]] == first["report"]["sections"][TITLES[0]]
+    assert [r["number"] for r in after["report"]["references"]] == [1, 2]
+    assert [h["index"] for h in after["history"]] == [1]

@@ -225,6 +225,8 @@ def retry(job_id: str) -> None:
             )
         if outcome.status == "outlining":
             click.echo(f"job {job_id} re-queued from its outline step")
+        elif outcome.status == "awaiting_review":
+            click.echo(f"job {job_id} waits for its outline's review again, from now")
         elif outcome.status == "completed":
             click.echo(f"job {job_id} had every section written: now completed")
         else:
@@ -384,7 +386,7 @@ def watch(job_ids: tuple[str, ...], api: str) -> None:
 @click.option(
     "--status",
     "state",
-    type=click.Choice(["processing", "completed", "failed", "cancelled"]),
+    type=click.Choice(["processing", "awaiting_review", "completed", "failed", "cancelled"]),
     help="Only jobs with this status.",
 )
 def status(api: str, limit: int, state: str | None) -> None:

@@ -26,6 +26,9 @@ class JobStatus(StrEnum):
 
     OUTLINING = "outlining"  # its outline step is waiting, running or retrying
     WRITING = "writing"  # the outline exists; section (and summary) steps are under way
+    # The outline exists and waits for its owner's review (PUT /reports/{id}/outline); no
+    # step of the job is queued or leased meanwhile.
+    AWAITING_REVIEW = "awaiting_review"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -49,7 +52,13 @@ class StepKind(StrEnum):
 
 
 # Every set of statuses is spelled once, here.
+# Jobs whose steps workers run. A job awaiting its outline's review is not among them: no
+# worker holds anything for it, it takes no part in fair turns (the oldest turn under
+# way), in admission counts or in the job deadline (JOB_TIMEOUT_SECONDS); its own clock is
+# OUTLINE_REVIEW_TIMEOUT. See DEVLOG.md, Part 14.
 ACTIVE_JOB_STATUSES: Final = (JobStatus.OUTLINING, JobStatus.WRITING)
+# Jobs that have not ended: these can be cancelled or failed.
+UNFINISHED_JOB_STATUSES: Final = (*ACTIVE_JOB_STATUSES, JobStatus.AWAITING_REVIEW)
 FINISHED_JOB_STATUSES: Final = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 # A failed or cancelled job may be retried (`reportsvc retry`).
 RETRYABLE_JOB_STATUSES: Final = (JobStatus.FAILED, JobStatus.CANCELLED)
@@ -74,6 +83,10 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     # request repeated with an Idempotency-Key but other sources is told apart.
     sources: int = 0
     sources_digest: str | None = None
+    # The job stops after its outline until its owner approves it (reviewOutline).
+    review_outline: bool = False
+    # The outline was given by the client: no outline step runs.
+    outline_given: bool = False
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -129,6 +142,10 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     written: dict[str, str] = msgspec.field(default_factory=dict)
     # A webhook step only.
     delivery: Delivery | None = None
+    # A section being rewritten (POST .../sections/{index}/rewrite): its current text, and
+    # what the client asked for, if anything.
+    previous: str | None = None
+    instruction: str | None = None
 
 
 class StepResult(msgspec.Struct, frozen=True, kw_only=True):

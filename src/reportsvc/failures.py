@@ -93,3 +93,16 @@ def webhook_unreachable(why: str) -> str:
 def webhook_gave_up(reason: str, attempts: int) -> str:
     tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
     return f"{reason}; gave up after {tries}"
+
+
+def review_expired(timeout_seconds: float) -> str:
+    hours = timeout_seconds / 3600
+    return (
+        f"The outline was not reviewed within {hours:g} hours (OUTLINE_REVIEW_TIMEOUT): "
+        "no PUT /reports/{jobId}/outline arrived, so no section was written."
+    )
+
+
+def rewrite_failed(step_error: str) -> str:
+    """A completed report's `rewriteError` when a rewrite of one of its parts failed."""
+    return f"The rewrite did not happen: {step_error}. The report is as it was before it."

@@ -8,7 +8,7 @@ per event. JSON keys are camelCase; Python names stay snake_case.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -18,14 +18,15 @@ from msgspec import UNSET, UnsetType
 from reportsvc import failures
 from reportsvc.domain import Detail, StepStatus, Usage
 from reportsvc.domain import JobStatus as JobState
-from reportsvc.queue.reports import JobRow, WebhookRow
+from reportsvc.queue.reports import HistoryRow, JobRow, WebhookRow
 
-PublicStatus = Literal["processing", "completed", "failed", "cancelled"]
+PublicStatus = Literal["processing", "awaiting_review", "completed", "failed", "cancelled"]
 
 # Internal job states, as an operator sees them in psql, folded into what clients see.
 PUBLIC_STATUS: dict[JobState, PublicStatus] = {
     JobState.OUTLINING: "processing",
     JobState.WRITING: "processing",
+    JobState.AWAITING_REVIEW: "awaiting_review",
     JobState.COMPLETED: "completed",
     JobState.FAILED: "failed",
     JobState.CANCELLED: "cancelled",
@@ -102,6 +103,8 @@ class Options(CamelStruct):
         Annotated[int, msgspec.Meta(description="Documents the report is written from.")]
         | UnsetType
     ) = UNSET
+    # The job stops after its outline for the owner's review (present when asked for).
+    review_outline: bool = False
 
 
 class TokenUsage(CamelStruct):
@@ -144,6 +147,27 @@ class WebhookStatus(CamelStruct):
     ) = UNSET
     last_error: str | UnsetType = UNSET
     next_attempt_at: datetime | UnsetType = UNSET
+
+
+class SectionVersion(CamelStruct):
+    """A text that a rewrite replaced (GET /reports/{jobId}?history=true)."""
+
+    index: Annotated[
+        int,
+        msgspec.Meta(description="The section's index in the outline (the summary: its length)."),
+    ]
+    title: str
+    text: str
+    usage: Annotated[
+        TokenUsage,
+        msgspec.Meta(description="What this version cost (its failed attempts included)."),
+    ]
+    replaced_at: datetime
+    written_at: datetime | UnsetType = UNSET
+    instruction: (
+        Annotated[str, msgspec.Meta(description="What the rewrite that replaced it asked for.")]
+        | UnsetType
+    ) = UNSET
 
 
 Progress = Annotated[
@@ -193,13 +217,42 @@ class JobStatus(CamelStruct):
     ) = UNSET
     # Only for a job created with a webhookUrl (and never inside a webhook's own body).
     webhook: WebhookStatus | UnsetType = UNSET
+    # awaiting_review: when the review is due (OUTLINE_REVIEW_TIMEOUT after the outline).
+    review_due_at: (
+        Annotated[
+            datetime,
+            msgspec.Meta(
+                description=(
+                    "awaiting_review only: PUT /reports/{jobId}/outline before this time, or "
+                    "the job fails (OUTLINE_REVIEW_TIMEOUT)."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    # A completed report whose latest rewrite failed for good: why (the report is as before).
+    rewrite_error: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description=(
+                    "completed only: the latest section rewrite failed for good, so the "
+                    "report is as it was before it; why."
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    # With ?history=true: the texts rewrites replaced, by section, oldest first.
+    history: list[SectionVersion] | UnsetType = UNSET
 
 
 def progress(status: JobState, sections_total: int | None, sections_done: int) -> float:
     """Finished steps over all steps: the outline, then each section (and the summary).
 
     Before the outline exists the number of steps is unknown, so progress is 0. It only
-    grows: the section counter never decreases, and the total is fixed with the outline.
+    grows while the report is first written (the total is fixed with the outline); a
+    section rewrite takes it back below 1 until the section (and summary) are written.
     """
     if status is JobState.COMPLETED:
         return 1.0
@@ -218,7 +271,9 @@ def estimated_cost(
     return round((prompt_tokens * per_input + completion_tokens * per_output) / 1_000_000, 6)
 
 
-def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
+def job_status(
+    job: JobRow, prices: Prices | None = None, *, review_timeout_seconds: float | None = None
+) -> JobStatus:
     public = PUBLIC_STATUS[job.status]
     usage = Usage(job.prompt_tokens, job.completion_tokens)
     status = JobStatus(
@@ -241,19 +296,31 @@ def job_status(job: JobRow, prices: Prices | None = None) -> JobStatus:
     if (shortfall := outline_shortfall(job)) is not None:
         status.outline_shortfall = shortfall
     if public == "completed":
-        status.progress = 1.0
-        status.report = _report(job)
+        _completed(job, status)
     elif public == "processing":
         _in_progress(job, status)
+    elif public == "awaiting_review":
+        # The outline proposed, waiting for PUT /reports/{jobId}/outline.
+        _in_progress(job, status)
+        if job.review_since is not None and review_timeout_seconds is not None:
+            status.review_due_at = job.review_since + timedelta(seconds=review_timeout_seconds)
     else:
         status.error = job.error or (
             failures.CANCELLED if public == "cancelled" else "unknown error"
         )
-    if public != "processing":
+    if public not in ("processing", "awaiting_review"):
         status.finished_at = job.finished_at or job.created_at
     if job.webhook_url is not None:
         status.webhook = webhook_status(job.webhook_url, job.webhook)
     return status
+
+
+def _completed(job: JobRow, status: JobStatus) -> None:
+    status.progress = 1.0
+    status.report = _report(job)
+    # A completed job keeps an error only when its latest rewrite failed for good.
+    if job.error is not None:
+        status.rewrite_error = job.error
 
 
 def _report(job: JobRow) -> Report:
@@ -323,4 +390,28 @@ def _options(job: JobRow) -> Options:
         options.language = job.options.language
     if job.options.sources:
         options.sources = job.options.sources
+    options.review_outline = job.options.review_outline
     return options
+
+
+def section_versions(rows: list[HistoryRow]) -> list[SectionVersion]:
+    """The history of rewrites, as GET ?history=true shows it."""
+    versions = []
+    for row in rows:
+        version = SectionVersion(
+            index=row.position,
+            title=row.title,
+            text=row.content,
+            usage=TokenUsage(
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
+                total_tokens=row.prompt_tokens + row.completion_tokens,
+            ),
+            replaced_at=row.replaced_at,
+        )
+        if row.written_at is not None:
+            version.written_at = row.written_at
+        if row.instruction is not None:
+            version.instruction = row.instruction
+        versions.append(version)
+    return versions

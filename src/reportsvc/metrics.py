@@ -9,7 +9,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # --- from the database, refreshed when the API is scraped ------------------------------------
 JOBS: Final = Gauge(
-    "reportsvc_jobs", "Jobs under way by status (internal states: outlining, writing).", ["status"]
+    "reportsvc_jobs",
+    "Jobs under way by status (internal states: outlining, writing, awaiting_review).",
+    ["status"],
 )
 QUEUE_READY: Final = Gauge(
     "reportsvc_queue_ready", "Steps ready to run now, waiting for a worker.", ["step"]
@@ -59,6 +61,17 @@ WEBHOOK_DELIVERIES: Final = Counter(
     "answered 2xx), retrying (it failed; another attempt is scheduled), failed (given up: "
     "410 Gone, a refused address, or the retry window ran out).",
     ["outcome"],
+)
+
+OUTLINE_REVIEWS: Final = Counter(
+    "reportsvc_outline_reviews",
+    "Outline reviews by outcome: approved (the owner's PUT queued the sections; counted by "
+    "the API) and expired (OUTLINE_REVIEW_TIMEOUT passed; counted by workers).",
+    ["outcome"],
+)
+SECTION_REWRITES: Final = Counter(
+    "reportsvc_section_rewrites",
+    "Section rewrites this API process queued (POST /reports/{jobId}/sections/{index}/rewrite).",
 )
 
 # --- the shared model quota (workers) ---------------------------------------------------

@@ -60,6 +60,7 @@ def worker_config(settings: Settings, *, concurrency: int | None = None) -> Work
         retry_max_seconds=settings.retry_max_seconds,
         step_timeout_seconds=settings.step_timeout_seconds,
         job_timeout_seconds=settings.job_timeout_seconds,
+        outline_review_timeout_seconds=settings.outline_review_timeout_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
         rescue_interval_seconds=settings.rescue_interval_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
@@ -109,6 +110,7 @@ def webhook_config(settings: Settings) -> WebhookConfig:
         retry_max_seconds=settings.webhook_retry_max_seconds,
         max_attempts=settings.webhook_max_attempts,
         prices=settings.openai_prices,
+        review_timeout_seconds=settings.outline_review_timeout_seconds,
     )
 
 

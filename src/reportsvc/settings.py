@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     section_max_tokens: Annotated[int, Field(ge=16, le=32_000)] = 900
     # A final pass writes a short summary from the finished sections.
     summary_pass: bool = False
+    # A job created with reviewOutline fails when its outline waits longer than this for
+    # the owner's review (PUT /reports/{jobId}/outline): 90s, 30m, 24h, 7d.
+    outline_review_timeout: str = "24h"
+    # The longest instruction a section rewrite may carry.
+    max_instruction_length: Annotated[int, Field(ge=20, le=10_000)] = 500
 
     # --- sources ----------------------------------------------------------------------
     # Documents one report may be written from (given in the request or uploaded).
@@ -231,7 +236,7 @@ class Settings(BaseSettings):
             return None
         return normalize_database_url(value)
 
-    @field_validator("prune_after", "webhook_retry_for")
+    @field_validator("prune_after", "webhook_retry_for", "outline_review_timeout")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -385,6 +390,10 @@ class Settings(BaseSettings):
     @property
     def prune_after_seconds(self) -> float | None:
         return None if self.prune_after is None else parse_duration(self.prune_after)
+
+    @property
+    def outline_review_timeout_seconds(self) -> float:
+        return parse_duration(self.outline_review_timeout)
 
     @property
     def webhook_retry_for_seconds(self) -> float:

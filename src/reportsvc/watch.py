@@ -18,6 +18,7 @@ STYLE = {
     "failed": "red",
     "cancelled": "yellow",
     "processing": "cyan",
+    "awaiting_review": "magenta",
 }
 
 
@@ -77,6 +78,8 @@ async def _follow(
             if event == "progress":
                 step = data.get("section") or "outline written"
                 bars.update(task, completed=data["progress"], step=step)
+            elif event == "awaiting_review":
+                bars.update(task, step="outline awaiting review (PUT /reports/{id}/outline)")
             elif event in FINAL:
                 bars.update(task, completed=1.0 if event == "completed" else None, step=event)
                 outcomes[job_id] = data

@@ -17,6 +17,7 @@ from litestar.openapi.spec import (
     Operation,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
 )
 
@@ -31,6 +32,7 @@ from reportsvc.api.schemas import (
     JobList,
     JobStatus,
     Readiness,
+    RewriteAccepted,
     SourceCreated,
     SourceDeleted,
     SourceDetail,
@@ -42,6 +44,7 @@ from reportsvc.api.validation import (
     IDEMPOTENCY_KEY_PATTERN,
     LANGUAGE_PATTERN,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    TITLE_PATTERN,
     TOPIC_PATTERN,
 )
 from reportsvc.settings import Settings
@@ -236,6 +239,44 @@ GET_RESPONSES: Final = {
             "createdAt": "2026-11-27T10:00:00Z",
             "finishedAt": "2026-11-27T10:00:05Z",
         },
+        awaiting_review={
+            "jobId": JOB_ID,
+            "status": "awaiting_review",
+            "progress": 0.25,
+            "outline": OUTLINE,
+            "partialSections": {},
+            "options": {
+                "sections": 3,
+                "detail": "standard",
+                "summary": False,
+                "reviewOutline": True,
+            },
+            "reviewDueAt": "2026-11-28T10:00:04Z",
+            "createdAt": "2026-11-27T10:00:00Z",
+        },
+        with_history={
+            "jobId": JOB_ID,
+            "status": "completed",
+            "progress": 1.0,
+            "report": {
+                "topic": "The Roman Empire",
+                "outline": OUTLINE,
+                "sections": dict.fromkeys(OUTLINE, "..."),
+            },
+            "history": [
+                {
+                    "index": 1,
+                    "title": OUTLINE[1],
+                    "text": "In 27 BC the Senate granted Octavian the name Augustus...",
+                    "usage": {"promptTokens": 212, "completionTokens": 380, "totalTokens": 592},
+                    "writtenAt": "2026-11-27T10:00:31Z",
+                    "replacedAt": "2026-11-27T11:12:00Z",
+                    "instruction": "shorter, with more dates",
+                }
+            ],
+            "createdAt": "2026-11-27T10:00:00Z",
+            "finishedAt": "2026-11-27T11:12:09Z",
+        },
     ),
     400: BAD_PARAMETER,
     404: NOT_FOUND,
@@ -401,6 +442,95 @@ SOURCE_DELETE_RESPONSES: Final = {
     503: UNAVAILABLE,
 }
 
+REVIEW_RESPONSES: Final = {
+    200: ok(
+        JobStatus,
+        "The outline is the report's; its sections are queued.",
+        approved={
+            "jobId": JOB_ID,
+            "status": "processing",
+            "progress": 0.25,
+            "outline": OUTLINE,
+            "partialSections": {},
+            "createdAt": "2026-11-27T10:00:00Z",
+        },
+    ),
+    400: error(
+        400,
+        "The outline is not acceptable.",
+        ("invalid_outline", "outline[2] repeats outline[0]: titles must be distinct"),
+        ("invalid_outline", "outline[1] must not be empty or blank"),
+        ("invalid_outline", "outline has 14 titles; the limit is 12 (MAX_SECTIONS)"),
+        ("invalid_request", "outline: Expected array, got str"),
+        ("invalid_json", "the request body is not valid JSON (unexpected end of input)"),
+    ),
+    404: NOT_FOUND,
+    409: error(
+        409,
+        "The job is not awaiting a review: not created with reviewOutline, its outline not "
+        "written yet, already reviewed (another review won), or ended.",
+        (
+            "not_awaiting_review",
+            (
+                "the job is not awaiting a review of its outline (status processing); only a "
+                "job created with reviewOutline, once its outline is written, can be "
+                "reviewed, once"
+            ),
+        ),
+    ),
+    413: error(
+        413,
+        "The body is larger than 64 KiB.",
+        ("request_too_large", "the request body is too large"),
+    ),
+    503: UNAVAILABLE,
+}
+
+REWRITE_RESPONSES: Final = {
+    202: ok(
+        RewriteAccepted,
+        "Queued; the job is processing until the section (and summary) are written.",
+        queued={"jobId": JOB_ID, "index": 1, "title": OUTLINE[1], "status": "processing"},
+    ),
+    400: error(
+        400,
+        "The instruction or the index is not acceptable.",
+        (
+            "invalid_instruction",
+            "instruction is 812 characters long; the limit is 500 (MAX_INSTRUCTION_LENGTH)",
+        ),
+        ("invalid_request", "request body: Object contains unknown field tone"),
+        ("bad_request", "Validation failed for POST /reports/{jobId}/sections/-1/rewrite"),
+    ),
+    404: error(
+        404,
+        "No such job, or no section with this index.",
+        ("job_not_found", f"no job with id '{JOB_ID}'"),
+        (
+            "section_not_found",
+            "the report has no section 5: its outline has 3 sections, numbered 0 to 2",
+        ),
+    ),
+    409: error(
+        409,
+        "The report is not completed: still being written, a rewrite under way, failed or "
+        "cancelled.",
+        (
+            "report_not_completed",
+            (
+                "the report is processing: it is being written, or a section of it "
+                "rewritten; try when it is completed"
+            ),
+        ),
+    ),
+    413: error(
+        413,
+        "The body is larger than 64 KiB.",
+        ("request_too_large", "the request body is too large"),
+    ),
+    503: UNAVAILABLE,
+}
+
 HEALTH_RESPONSES: Final = {200: ok(Health, "The process is up.", up={"status": "ok"})}
 READY_RESPONSES: Final = {
     200: ok(
@@ -438,6 +568,7 @@ METRICS_RESPONSES: Final = {
 # --- what the generated document cannot know --------------------------------------------
 
 EVENTS_PATH: Final = "/reports/{job_id}/events"
+REWRITE_PATH: Final = "/reports/{job_id}/sections/{index}/rewrite"
 
 
 def complete_document(openapi: OpenAPI, settings: Settings) -> None:
@@ -447,6 +578,24 @@ def complete_document(openapi: OpenAPI, settings: Settings) -> None:
     assert openapi.components.schemas is not None
     assert openapi.paths is not None
     openapi.components.schemas["CreateReport"] = create_report_schema(settings)
+    openapi.components.schemas["ReviewOutline"] = Schema(
+        type=OpenAPIType.OBJECT,
+        title="ReviewOutline",
+        required=["outline"],
+        additional_properties=False,
+        properties={
+            "outline": outline_schema(
+                settings,
+                "The report's outline: the one proposed, as is or edited (its length may "
+                "differ from `sections`).",
+            )
+        },
+    )
+    openapi.components.schemas["RewriteSection"] = rewrite_schema(settings)
+    rewrite = openapi.paths[REWRITE_PATH].post
+    assert rewrite is not None
+    assert isinstance(rewrite.request_body, RequestBody)
+    rewrite.request_body.required = False  # no body, or null: a rewrite without instruction
     openapi.components.schemas["CreateSource"] = document_schema(
         settings, "A document to upload. Unknown fields are refused."
     )
@@ -541,6 +690,20 @@ def create_report_schema(settings: Settings) -> Schema:
                     "Section length: brief (~120 words), standard (~280, the default), deep (~580)."
                 ),
             ),
+            "outline": outline_schema(
+                settings,
+                "Your own outline: no outline is asked of the model, and the report has as "
+                "many sections as it has titles (`sections` is not used).",
+            ),
+            "reviewOutline": Schema(
+                type=OpenAPIType.BOOLEAN,
+                description=(
+                    "Stop after the outline (the model's, or your `outline` as a draft), in "
+                    "status `awaiting_review`, until PUT /reports/{jobId}/outline approves it "
+                    "(as is or edited); not reviewed within OUTLINE_REVIEW_TIMEOUT "
+                    f"({settings.outline_review_timeout}), the job fails."
+                ),
+            ),
         },
     )
     assert schema.properties is not None
@@ -627,6 +790,52 @@ def document_schema(settings: Settings, description: str) -> Schema:
     )
 
 
+def outline_schema(settings: Settings, description: str) -> Schema:
+    """A client's outline, with the limits of these settings: exactly what
+    `clean_outline` in api/validation.py accepts."""
+    return Schema(
+        type=OpenAPIType.ARRAY,
+        min_items=1,
+        max_items=settings.max_sections,
+        unique_items=True,
+        items=Schema(
+            type=OpenAPIType.STRING,
+            min_length=1,
+            max_length=settings.max_title_length,
+            pattern=TITLE_PATTERN,
+        ),
+        description=(
+            f"{description} 1 to MAX_SECTIONS ({settings.max_sections}) different titles, "
+            f"each at most MAX_TITLE_LENGTH ({settings.max_title_length}) characters, not "
+            "blank, on one line (no control characters); kept exactly as sent."
+        ),
+        examples=[OUTLINE],
+    )
+
+
+def rewrite_schema(settings: Settings) -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        title="RewriteSection",
+        description="Optional: an empty body asks for a new version without instruction.",
+        additional_properties=False,
+        properties={
+            "instruction": Schema(
+                type=OpenAPIType.STRING,
+                min_length=1,
+                max_length=settings.max_instruction_length,
+                pattern=TOPIC_PATTERN,
+                description=(
+                    "What to change, in words: at most MAX_INSTRUCTION_LENGTH "
+                    f"({settings.max_instruction_length}) characters, not blank, no control "
+                    "characters other than whitespace."
+                ),
+                examples=["shorter, with more dates"],
+            )
+        },
+    )
+
+
 def event_schema() -> Schema:
     """One Server-Sent Event of a job's stream, as a client's parser sees it: the event's
     name and its data, a JSON document whose schema depends on the name."""
@@ -638,6 +847,20 @@ def event_schema() -> Schema:
     return Schema(
         one_of=[
             _event("progress", "One step finished.", Reference(ref=_component(ProgressEvent))),
+            _event(
+                "awaiting_review",
+                "The outline is written and waits for PUT /reports/{jobId}/outline; the data "
+                "is the job as GET returns it, with the proposed `outline`. The stream goes on.",
+                Schema(
+                    all_of=[
+                        Reference(ref=_component(JobStatus)),
+                        Schema(
+                            required=["status", "outline"],
+                            properties={"status": Schema(const="awaiting_review")},
+                        ),
+                    ]
+                ),
+            ),
             *(
                 _event(
                     name,

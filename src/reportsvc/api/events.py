@@ -1,5 +1,7 @@
 """Server-Sent Events for one job: a `progress` event per finished step, then one final
-`completed`, `failed` or `cancelled` event, and the stream closes.
+`completed`, `failed` or `cancelled` event, and the stream closes. A job that stops for its
+outline's review sends an `awaiting_review` event (the job, with the proposed outline) and
+the stream stays open: the sections follow once the review is given.
 
 Streams are woken by PostgreSQL notifications (`reportsvc_events`, sent by workers after
 each batch they write), received on one LISTEN connection per API process however many
@@ -148,11 +150,13 @@ async def job_events(
     *,
     allowed: Callable[[], Awaitable[bool]],
     check_seconds: float = STREAM_CHECK_SECONDS,
+    review_timeout_seconds: float | None = None,
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The events of `job`, starting with the steps already finished. The stream ends as
     soon as `allowed` says its caller would no longer be let in (a revoked token): it is
     asked every STREAM_AUTH_SECONDS while the stream waits."""
     outline_sent = False
+    review_sent = False
     sections_sent: set[str] = set()
     with hub.subscribe(job.id) as changed:
         while True:
@@ -167,10 +171,12 @@ async def job_events(
                         event.citations = sorted(cited_numbers(job.done_sections[title]))
                     yield _progress(job, event)
             public = PUBLIC_STATUS[job.status]
-            if public != "processing":
-                yield ServerSentEventMessage(
-                    event=public, data=msgspec.json.encode(job_status(job, prices)).decode()
-                )
+            shown = job_status(job, prices, review_timeout_seconds=review_timeout_seconds)
+            if public == "awaiting_review" and not review_sent:
+                review_sent = True
+                yield ServerSentEventMessage(event=public, data=msgspec.json.encode(shown).decode())
+            elif public not in ("processing", "awaiting_review"):
+                yield ServerSentEventMessage(event=public, data=msgspec.json.encode(shown).decode())
                 return
             woken = await _wait(changed, check_seconds, allowed)
             if woken is None:

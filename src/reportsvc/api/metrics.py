@@ -8,7 +8,7 @@ import time
 from typing import Final
 
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.domain import ACTIVE_JOB_STATUSES
+from reportsvc.domain import UNFINISHED_JOB_STATUSES
 from reportsvc.metrics import (
     JOBS,
     QUEUE_OLDEST_SECONDS,
@@ -49,7 +49,7 @@ class QueueMetrics:
 
     async def _read(self) -> None:
         counts = await self._store.job_counts()
-        for status in ACTIVE_JOB_STATUSES:
+        for status in UNFINISHED_JOB_STATUSES:
             JOBS.labels(status.value).set(counts.get(status, 0))
         for kind, stats in (await self._store.queue_stats()).items():
             QUEUE_READY.labels(kind.value).set(stats.ready)

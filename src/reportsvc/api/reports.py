@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import Body, HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import UnsetType
@@ -26,24 +26,38 @@ from reportsvc.api.schemas import (
     JobList,
     JobStatus,
     PublicStatus,
+    ReviewOutline,
+    RewriteAccepted,
+    RewriteSection,
 )
 from reportsvc.api.services import Services
 from reportsvc.api.sources import read_sources
 from reportsvc.api.validation import (
     check_idempotency_key,
+    clean_instruction,
+    clean_outline,
     clean_topic,
     decode_cursor,
     encode_cursor,
     job_options,
     parse_job_id,
     strict_request,
+    strict_review,
+    strict_rewrite,
 )
-from reportsvc.api.views import job_status, job_summary, markdown
+from reportsvc.api.views import job_status, job_summary, markdown, section_versions
 from reportsvc.api.webhooks import check_webhook_url
 from reportsvc.domain import JobOptions
 from reportsvc.domain import JobStatus as JobState
-from reportsvc.metrics import JOBS_CREATED
-from reportsvc.queue.reports import AdmissionRefused, JobRow, JobSources, ReportStore
+from reportsvc.metrics import JOBS_CREATED, OUTLINE_REVIEWS, SECTION_REWRITES
+from reportsvc.queue.reports import (
+    AdmissionRefused,
+    JobNotFound,
+    JobRow,
+    JobSources,
+    JobStateConflict,
+    ReportStore,
+)
 from reportsvc.sources.passages import search_config
 
 # Taken as a string and parsed in the handler, so a malformed id is a 404 like an unknown one.
@@ -69,6 +83,36 @@ async def load_job(store: ReportStore, raw_id: str, owner: str | None) -> JobRow
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {raw_id!r}")
     return job
+
+
+def view(job: JobRow, services: Services) -> JobStatus:
+    """The job as GET shows it, with this API's prices and review timeout."""
+    settings = services.settings
+    return job_status(
+        job,
+        settings.openai_prices,
+        review_timeout_seconds=settings.outline_review_timeout_seconds,
+    )
+
+
+def _rewrite_refused(refused: JobStateConflict, index: int) -> ApiError:
+    if refused.status is JobState.COMPLETED:
+        length = refused.outline_length or 0
+        return ApiError(
+            404,
+            "section_not_found",
+            f"the report has no section {index}: its outline has {length} sections, "
+            f"numbered 0 to {length - 1}",
+        )
+    if refused.status is JobState.WRITING and refused.outline_length is not None:
+        reason = "it is being written, or a section of it rewritten; try when it is completed"
+    else:
+        reason = "only a completed report's sections can be rewritten"
+    return ApiError(
+        409,
+        "report_not_completed",
+        f"the report is {PUBLIC_STATUS[refused.status]}: {reason}",
+    )
 
 
 def _address(request: Request[Any, Any, Any]) -> str:
@@ -163,7 +207,7 @@ class ReportController(Controller):
         services.rate_limit.check(owner or _address(request))
         data = strict_request(await request.body())
         topic = clean_topic(data.topic, settings.max_topic_length)
-        model, options = job_options(data, settings)
+        model, options, outline = job_options(data, settings)
         check_idempotency_key(idempotency_key)
         webhook_url = None
         if not isinstance(data.webhook_url, UnsetType):
@@ -175,7 +219,7 @@ class ReportController(Controller):
             options = msgspec.structs.replace(
                 options, sources=sources.documents, sources_digest=sources.digest
             )
-        request_key = (topic, model, options, webhook_url)
+        request_key = (topic, model, options, webhook_url, outline)
         try:
             job_id = await store.create_job(
                 topic=topic,
@@ -190,6 +234,7 @@ class ReportController(Controller):
                     if sources is None
                     else JobSources(sources.passages, search_config(options.language))
                 ),
+                outline=outline,
             )
         except AdmissionRefused as refused:
             # A repeated request whose job exists gets it back, full queue or not.
@@ -214,7 +259,7 @@ class ReportController(Controller):
         store: ReportStore,
         key: str,
         owner: str | None,
-        request: tuple[str, str, JobOptions, str | None],
+        request: tuple[str, str, JobOptions, str | None, list[str] | None],
     ) -> UUID:
         existing = await store.find_job_by_key(key, owner)
         if existing is None:  # pragma: no cover - the job was deleted between two statements
@@ -270,9 +315,12 @@ class ReportController(Controller):
         summary="Status, progress and result of a report",
         description=(
             "`status` is `processing` (with `progress` from 0 to 1, and once the outline "
-            "exists, `outline` and the `partialSections` finished so far), `completed` (with "
-            "`report`), `failed` (with `error`) or `cancelled`. With `Accept: text/markdown` "
-            "or `?format=markdown`, a completed report comes back as a Markdown document."
+            "exists, `outline` and the `partialSections` finished so far), `awaiting_review` "
+            "(created with `reviewOutline`: the proposed `outline`, and `reviewDueAt`), "
+            "`completed` (with `report`, and `rewriteError` if the latest section rewrite "
+            "failed), `failed` (with `error`) or `cancelled`. `?history=true` adds the texts "
+            "section rewrites replaced. With `Accept: text/markdown` or `?format=markdown`, a "
+            "completed report comes back as a Markdown document."
         ),
         responses=docs.GET_RESPONSES,
     )
@@ -285,10 +333,19 @@ class ReportController(Controller):
             Literal["json", "markdown"] | None,
             QueryParameter(name="format", description="`markdown` for a Markdown document."),
         ] = None,
+        history: Annotated[  # noqa: FBT002 - a query parameter, named by the URL
+            bool,
+            QueryParameter(
+                description="`true`: add `history`, the texts section rewrites replaced."
+            ),
+        ] = False,
     ) -> Response[JobStatus] | Response[str]:
         job = await load_job(services.reports, job_id, caller(request))
         if not wants_markdown(request, format_):
-            return Response(job_status(job, services.settings.openai_prices))
+            status = view(job, services)
+            if history:
+                status.history = section_versions(await services.reports.section_history(job.id))
+            return Response(status)
         if job.status is not JobState.COMPLETED:
             raise ApiError(
                 409,
@@ -298,16 +355,113 @@ class ReportController(Controller):
         # Litestar adds "; charset=utf-8" to text/* media types itself.
         return Response(markdown(job), media_type=MARKDOWN)
 
+    @put(
+        "/{job_id:str}/outline",
+        status_code=200,
+        summary="Approve (or edit) the outline of a report awaiting review",
+        description=(
+            "For a job created with `reviewOutline: true` and now `awaiting_review`: the "
+            "outline given here (the proposed one as is, or edited: titles distinct, not "
+            "blank, at most MAX_TITLE_LENGTH characters, 1 to MAX_SECTIONS of them, whatever "
+            "`sections` asked for) is the report's, and its sections are queued. Answers the "
+            "job, now `processing`. A job in any other status answers 409 (of concurrent "
+            "reviews exactly one wins); a review that does not come within "
+            "OUTLINE_REVIEW_TIMEOUT fails the job."
+        ),
+        responses=docs.REVIEW_RESPONSES,
+    )
+    async def review_outline(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdParam,
+        data: JSONBody[ReviewOutline],
+        services: NamedDependency[Services],
+    ) -> JobStatus:
+        owner = caller(request)
+        parsed = parse_job_id(job_id)
+        data = strict_review(await request.body())
+        outline = clean_outline(data.outline, services.settings)
+        try:
+            await services.reports.approve_outline(
+                parsed, owner, outline, services.settings.job_timeout_seconds
+            )
+        except JobNotFound:
+            raise ApiError(404, "job_not_found", f"no job with id {job_id!r}") from None
+        except JobStateConflict as refused:
+            raise ApiError(
+                409,
+                "not_awaiting_review",
+                "the job is not awaiting a review of its outline (status "
+                f"{PUBLIC_STATUS[refused.status]}); only a job created with reviewOutline, "
+                "once its outline is written, can be reviewed, once",
+            ) from None
+        OUTLINE_REVIEWS.labels("approved").inc()
+        return view(await load_job(services.reports, job_id, owner), services)
+
+    @post(
+        "/{job_id:str}/sections/{index:int}/rewrite",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Write one section of a completed report again",
+        description=(
+            "Queues section `index` (from 0, in outline order) of a completed report to be "
+            "written again, optionally following `instruction`. The job shows `processing` "
+            "until the section (and then the summary, if the report has one) is written, and "
+            "`completed` again after, with a new webhook event; the other sections stay as "
+            "they are. The replaced texts are kept: GET /reports/{jobId}?history=true. Usage "
+            "and cost add up over every version. One rewrite at a time per report: while one "
+            "is under way, another answers 409, as does a job that is not completed."
+        ),
+        responses=docs.REWRITE_RESPONSES,
+    )
+    async def rewrite_section(
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdParam,
+        index: Annotated[
+            int,
+            # An outline has at most 20 titles (MAX_SECTIONS is at most 20).
+            PathParameter(
+                ge=0,
+                le=19,
+                description="The section's index in the outline, from 0.",
+                examples=[Example(value=1)],
+            ),
+        ],
+        services: NamedDependency[Services],
+        data: Annotated[
+            RewriteSection | None, Body(description="Optional; an empty body is no instruction.")
+        ] = None,
+    ) -> Response[RewriteAccepted]:
+        owner = caller(request)
+        parsed = parse_job_id(job_id)
+        data = strict_rewrite(await request.body())
+        instruction = clean_instruction(data, services.settings)
+        try:
+            title = await services.reports.rewrite_section(
+                parsed, owner, index, instruction, services.settings.job_timeout_seconds
+            )
+        except JobNotFound:
+            raise ApiError(404, "job_not_found", f"no job with id {job_id!r}") from None
+        except JobStateConflict as refused:
+            raise _rewrite_refused(refused, index) from None
+        SECTION_REWRITES.inc()
+        return Response(
+            RewriteAccepted(job_id=parsed, index=index, title=title, status="processing"),
+            status_code=HTTP_202_ACCEPTED,
+            headers={"Location": f"/reports/{parsed}"},
+        )
+
     @get(
         "/{job_id:str}/events",
         summary="Watch a report's progress (Server-Sent Events)",
         description=(
             "A `text/event-stream`. Each finished step sends a `progress` event (data: "
             "`jobId`, `step` (`outline` or `section`), `progress`, and the `outline` or the "
-            "`section` title); steps finished before the client connected come first. The "
-            "stream ends with one `completed`, `failed` or `cancelled` event whose data is "
-            "the job as GET /reports/{jobId} returns it. Comment lines keep the connection "
-            "alive."
+            "`section` title); steps finished before the client connected come first. A job "
+            "that stops for its outline's review sends an `awaiting_review` event (the job) "
+            "and the stream goes on. The stream ends with one `completed`, `failed` or "
+            "`cancelled` event whose data is the job as GET /reports/{jobId} returns it. "
+            "Comment lines keep the connection alive."
         ),
         responses=docs.EVENTS_RESPONSES,
     )
@@ -325,6 +479,7 @@ class ReportController(Controller):
             job,
             services.settings.openai_prices,
             allowed=lambda: services.auth.still_valid(owner),
+            review_timeout_seconds=services.settings.outline_review_timeout_seconds,
         )
         return ServerSentEvent(events)
 

@@ -24,6 +24,7 @@ from reportsvc.job_view import (
     PublicStatus,
     Reference,
     Report,
+    SectionVersion,
     TokenUsage,
     WebhookStatus,
 )
@@ -49,6 +50,10 @@ __all__ = [
     "Readiness",
     "Reference",
     "Report",
+    "ReviewOutline",
+    "RewriteAccepted",
+    "RewriteSection",
+    "SectionVersion",
     "SourceCreated",
     "SourceDeleted",
     "SourceDetail",
@@ -85,6 +90,10 @@ class CreateReport(CamelStruct, forbid_unknown_fields=True):
     ) = UNSET
     # Documents to write from: given here, or the ids of uploaded ones (api/sources.py).
     sources: list[str | InlineSource] | UnsetType = UNSET
+    # The client's own outline (no outline call is made), and/or a pause for the owner's
+    # review of the outline (the model's, or the client's as a draft).
+    outline: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    review_outline: bool | UnsetType = UNSET
 
 
 class InlineSource(CamelStruct, forbid_unknown_fields=True):
@@ -136,6 +145,25 @@ class SourceList(CamelStruct):
         str | None,
         msgspec.Meta(description="Pass as `cursor` for the next (older) page; null at the end."),
     ]
+
+
+class ReviewOutline(CamelStruct, forbid_unknown_fields=True):
+    """PUT /reports/{jobId}/outline: the outline to write, edited or as proposed."""
+
+    outline: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)]
+
+
+class RewriteSection(CamelStruct, forbid_unknown_fields=True):
+    """POST /reports/{jobId}/sections/{index}/rewrite: what to change, optionally."""
+
+    instruction: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)] | UnsetType = UNSET
+
+
+class RewriteAccepted(CamelStruct):
+    job_id: UUID
+    index: int
+    title: str
+    status: PublicStatus
 
 
 class JobAccepted(CamelStruct):

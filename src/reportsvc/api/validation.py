@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -19,11 +19,12 @@ from msgspec import UnsetType
 
 from reportsvc.api.bodies import undecodable
 from reportsvc.api.errors import ApiError
-from reportsvc.api.schemas import CreateReport
+from reportsvc.api.schemas import CreateReport, ReviewOutline, RewriteSection
 from reportsvc.domain import JobOptions
 from reportsvc.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+T = TypeVar("T")
 
 
 def char_class(codepoints: Iterable[int]) -> str:
@@ -55,6 +56,8 @@ _WHITESPACE: Final = char_class(c for c in _BMP if chr(c).isspace())
 _CONTROL: Final = char_class(
     c for c in _BMP if unicodedata.category(chr(c)) == "Cc" and not chr(c).isspace()
 )
+# Every control character, line breaks and tabs included.
+_ANY_CONTROL: Final = char_class(c for c in _BMP if unicodedata.category(chr(c)) == "Cc")
 _LETTER: Final = char_class(c for c in _BMP if chr(c).isalpha())
 
 # A topic: no control characters other than whitespace, and something besides whitespace.
@@ -64,6 +67,9 @@ LANGUAGE_PATTERN: Final = f"^[{_LETTER}]+(?:[\\x20'\\-][{_LETTER}]+)*$"
 # A source document's title or text: something besides whitespace, and no NUL (which
 # PostgreSQL's text cannot hold).
 DOCUMENT_PATTERN: Final = f"^[^\\x00]*[^\\x00{_WHITESPACE}][^\\x00]*$"
+# An outline title: no control characters at all (a title is one line), and something
+# besides whitespace.
+TITLE_PATTERN: Final = f"^[^{_ANY_CONTROL}]*[^{_ANY_CONTROL}{_WHITESPACE}][^{_ANY_CONTROL}]*$"
 # Visible ASCII, with spaces only inside (HTTP drops them at either end of a header value).
 IDEMPOTENCY_KEY_PATTERN: Final = "^[!-~](?:[\\x20-~]*[!-~])?$"
 # Microseconds since 1970 and a job id: every value of this shape is a cursor.
@@ -71,6 +77,7 @@ CURSOR_PATTERN: Final = "^[0-9]{1,17}_[0-9a-f]{32}$"
 
 _CONTROL_CHAR: Final = re.compile(f"[{_CONTROL}]")
 _LANGUAGE: Final = re.compile(LANGUAGE_PATTERN)
+_TITLE: Final = re.compile(TITLE_PATTERN)
 _IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _CURSOR: Final = re.compile(CURSOR_PATTERN)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,13 +101,30 @@ def clean_topic(raw: str, max_length: int) -> str:
 
 
 _STRICT: Final = msgspec.json.Decoder(CreateReport, strict=True)
+_STRICT_REVIEW: Final = msgspec.json.Decoder(ReviewOutline, strict=True)
+_STRICT_REWRITE: Final = msgspec.json.Decoder(RewriteSection, strict=True)
 
 
 def strict_request(body: bytes) -> CreateReport:
     """The request body decoded strictly: Litestar's own decoding is lax and would take
     "3" for 3; an API should say that a number was expected."""
+    return _decode(_STRICT, body)
+
+
+def strict_review(body: bytes) -> ReviewOutline:
+    return _decode(_STRICT_REVIEW, body)
+
+
+def strict_rewrite(body: bytes) -> RewriteSection:
+    """An empty body (or JSON null) is a rewrite without an instruction."""
+    if body.strip() in (b"", b"null"):
+        return RewriteSection()
+    return _decode(_STRICT_REWRITE, body)
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
-        return _STRICT.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("`", "")
         if " - at $." in message:
@@ -111,9 +135,11 @@ def strict_request(body: bytes) -> CreateReport:
         raise undecodable(exc) from None
 
 
-def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOptions]:
-    """The model and options a request asks for, with the defaults filled in; a 400 for
-    anything the settings do not allow."""
+def job_options(
+    request: CreateReport, settings: Settings
+) -> tuple[str, JobOptions, list[str] | None]:
+    """The model, options and client's outline (if any) a request asks for, with the
+    defaults filled in; a 400 for anything the settings do not allow."""
     model = settings.openai_model
     if not isinstance(request.model, UnsetType):
         if request.model not in settings.allowed_models:
@@ -146,10 +172,84 @@ def job_options(request: CreateReport, settings: Settings) -> tuple[str, JobOpti
                 "language must be a language's name: letters, with spaces or hyphens",
             )
     detail = "standard" if isinstance(request.detail, UnsetType) else request.detail
+    review = request.review_outline is True
+    # A client's outline: its length is the number of sections (`sections` is not used).
+    outline = None
+    if not isinstance(request.outline, UnsetType):
+        outline = clean_outline(request.outline, settings)
+        sections = len(outline)
     options = JobOptions(
-        sections=sections, detail=detail, language=language, summary=settings.summary_pass
+        sections=sections,
+        detail=detail,
+        language=language,
+        summary=settings.summary_pass,
+        review_outline=review,
+        outline_given=outline is not None,
     )
-    return model, options
+    return model, options, outline
+
+
+def clean_outline(titles: list[str], settings: Settings) -> list[str]:
+    """A client's outline, checked as the model's is made to be, and exactly what
+    `outline_schema` in api/docs.py documents: 1 to MAX_SECTIONS titles, each at most
+    MAX_TITLE_LENGTH characters, not blank, no control characters (a title is one line),
+    and all different. A 400 naming the title otherwise. The titles are kept exactly as
+    sent: the model's are numbered by the service, a client's are the client's."""
+    if not titles:
+        raise ApiError(400, "invalid_outline", "outline must have at least one title")
+    if len(titles) > settings.max_sections:
+        raise ApiError(
+            400,
+            "invalid_outline",
+            f"outline has {len(titles)} titles; the limit is {settings.max_sections} "
+            "(MAX_SECTIONS)",
+        )
+    seen: dict[str, int] = {}
+    for i, title in enumerate(titles):
+        if len(title) > settings.max_title_length:
+            raise ApiError(
+                400,
+                "invalid_outline",
+                f"outline[{i}] is {len(title)} characters long; the limit is "
+                f"{settings.max_title_length} (MAX_TITLE_LENGTH)",
+            )
+        if not _TITLE.fullmatch(title):
+            problem = (
+                "must not be empty or blank"
+                if not title.strip()
+                else ("must not contain control characters or line breaks")
+            )
+            raise ApiError(400, "invalid_outline", f"outline[{i}] {problem}")
+        if title in seen:
+            raise ApiError(
+                400,
+                "invalid_outline",
+                f"outline[{i}] repeats outline[{seen[title]}]: titles must be distinct",
+            )
+        seen[title] = i
+    return list(titles)
+
+
+def clean_instruction(request: RewriteSection, settings: Settings) -> str | None:
+    """A rewrite's instruction with its whitespace collapsed; None when there is none."""
+    if isinstance(request.instruction, UnsetType):
+        return None
+    raw = request.instruction
+    if len(raw) > settings.max_instruction_length:
+        raise ApiError(
+            400,
+            "invalid_instruction",
+            f"instruction is {len(raw)} characters long; the limit is "
+            f"{settings.max_instruction_length} (MAX_INSTRUCTION_LENGTH)",
+        )
+    if _CONTROL_CHAR.search(raw):
+        raise ApiError(
+            400, "invalid_instruction", "instruction must not contain control characters"
+        )
+    instruction = " ".join(raw.split())
+    if not instruction:
+        raise ApiError(400, "invalid_instruction", "instruction must not be empty or blank")
+    return instruction
 
 
 def check_idempotency_key(key: str | None) -> None:

@@ -7,10 +7,10 @@ The JSON status (`job_status`) is shared with the webhook sender, so it lives in
 from __future__ import annotations
 
 from reportsvc.api.schemas import PUBLIC_STATUS, JobSummary
-from reportsvc.job_view import job_status, progress
+from reportsvc.job_view import job_status, progress, section_versions
 from reportsvc.queue.reports import JobListRow, JobRow
 
-__all__ = ["job_status", "job_summary", "markdown", "progress"]
+__all__ = ["job_status", "job_summary", "markdown", "progress", "section_versions"]
 
 
 def job_summary(row: JobListRow) -> JobSummary:

@@ -8,8 +8,11 @@ Status values come from `reportsvc.domain` and are enforced by CHECK constraints
 `psql` readers can trust them:
 
 jobs.status      outlining -> writing -> completed
-                 outlining | writing -> failed | cancelled
+                 outlining -> awaiting_review -> writing (the owner's review, migration 0009)
+                 completed -> writing -> completed (a section rewrite)
+                 outlining | writing | awaiting_review -> failed | cancelled
 steps.status     queued -> running -> done
+                 done -> queued (a section rewrite; its summary's too, after the section)
                  running -> queued (retry, lease expiry, release on shutdown)
                  queued | running -> failed | cancelled
 
@@ -111,6 +114,9 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("deadline_at", DateTime(timezone=True), nullable=False),
+    # When the job began to wait for its outline's review (OUTLINE_REVIEW_TIMEOUT counts
+    # from here), migration 0009.
+    Column("review_since", DateTime(timezone=True)),
     _status_check(JobStatus),
     CheckConstraint("sections_done >= 0", name="sections_done"),
     CheckConstraint(
@@ -120,6 +126,12 @@ jobs = Table(
     Index("jobs_deadline_idx", "deadline_at", postgresql_where=text(ACTIVE_JOBS)),
     # The oldest turn under way: where a newcomer's turns start.
     Index("jobs_turn_idx", "turn", postgresql_where=text(ACTIVE_JOBS)),
+    # Reviews not given in time, for the workers' maintenance pass.
+    Index(
+        "jobs_review_idx",
+        "review_since",
+        postgresql_where=text(f"status = '{JobStatus.AWAITING_REVIEW.value}'"),
+    ),
     # Listing, newest first, with a keyset cursor on (created_at, id).
     Index("jobs_created_at_idx", "created_at", "id"),
     # `reportsvc prune` deletes finished jobs oldest first (migration 0002).
@@ -193,6 +205,8 @@ steps = Table(
     # (0: none was relevant), and the citations of other numbers removed from its text.
     Column("passages_given", SmallInteger),
     Column("citations_removed", Integer, nullable=False, server_default=text("0")),
+    # A section rewrite: what the client asked for (NULL: none, or not a rewrite).
+    Column("instruction", Text),
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
@@ -214,6 +228,29 @@ steps = Table(
     Index(
         "steps_running_idx", "id", postgresql_where=text(f"status = '{StepStatus.RUNNING.value}'")
     ),
+)
+
+# The texts a rewrite replaced (migration 0009): a section's, and the summary's, which is
+# written again after it. Usage stays counted on the step (its tokens add up over every
+# version); the row keeps what the replaced version cost.
+section_history = Table(
+    "section_history",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("job_id", UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    # 'section' or 'summary', and its position, as in `steps`.
+    Column("kind", Text, nullable=False),
+    Column("position", SmallInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    # What the rewrite that replaced this text asked for.
+    Column("instruction", Text),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    # When this text was written, and when a rewrite replaced it.
+    Column("written_at", DateTime(timezone=True)),
+    Column("replaced_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index("section_history_job_id_idx", "job_id", "position"),
 )
 
 # Admission (migration 0005, function reportsvc_admit): per scope ('*' for every job, or an

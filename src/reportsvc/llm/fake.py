@@ -62,6 +62,8 @@ _SECTION_REQUEST: Final = re.compile(r'Write section (\d+) of (\d+): "(.*)"\s*$'
 # A numbered passage in a section prompt: `[n] from "title": "text"`.
 _PASSAGE: Final = re.compile(r'^\[(\d+)\] from ".*?(?<!\\)": (".*")$', re.MULTILINE)
 _TOPIC: Final = re.compile(r'^(?:Report topic|Topic): (".*?(?<!\\)")', re.MULTILINE)
+# A rewrite request's instruction (its current text comes first, as "Current text ...").
+_INSTRUCTION: Final = re.compile(r'^Instruction: (".*?(?<!\\)")$', re.MULTILINE)
 
 _FILLER: Final = ("Lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
@@ -500,6 +502,11 @@ class FakeLLM:
         text = f"{PLACEHOLDER_NOTICE}\n\n{' '.join(words[: self.config.section_words])}"
         if cited := self._citing(user):
             text = f"{text}\n\n{cited}"
+        if "Current text of this section:" in user:
+            # A rewrite: say so, with the instruction, so a test can tell the versions apart.
+            found = _INSTRUCTION.search(user)
+            asked = str(msgspec.json.decode(found.group(1))) if found else "no instruction"
+            text = f"{text}\n\nRewritten ({asked})."
         return f"{text}\n\n{self.config.section_markup}" if self.config.section_markup else text
 
     def _citing(self, user: str) -> str:

@@ -1,5 +1,9 @@
 """Section generation: one plain chat completion per outline title; and the summary.
 
+A rewrite (a step that carries the section's `previous` text) is the same call, with the
+current text and the client's instruction in the request: one function writes every
+section, whatever brought it to the queue.
+
 A section answer that is not a section (nothing, the title alone, the outline repeated
 back: small models do all three) is asked for once more at once, with a reminder of what
 was wrong. The second answer is kept even if it is no better, unless it is empty: a third
@@ -53,7 +57,13 @@ async def _write(
         return StepResult(content=content, finish_reason=reply.finish_reason, usage=reply.usage)
 
     messages = section_messages(
-        task.topic, task.outline, task.position, task.options, passages=passages
+        task.topic,
+        task.outline,
+        task.position,
+        task.options,
+        previous=task.previous,
+        instruction=task.instruction,
+        passages=passages,
     )
     reply = await model.chat(_request(task, messages, limit))
     content = clean_section(reply.content, task.title or "")
@@ -63,7 +73,14 @@ async def _write(
 
     log.warning("the answer was not a section; asking once more", problem=problem, **_ids(task))
     reminded = section_messages(
-        task.topic, task.outline, task.position, task.options, reminder=problem, passages=passages
+        task.topic,
+        task.outline,
+        task.position,
+        task.options,
+        reminder=problem,
+        previous=task.previous,
+        instruction=task.instruction,
+        passages=passages,
     )
     try:
         again = await model.chat(_request(task, reminded, limit))

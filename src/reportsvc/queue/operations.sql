@@ -5,8 +5,11 @@
 -- name: job_counts
 -- Jobs under way by status, for metrics, from the partial index of unfinished jobs
 -- (jobs_deadline_idx): the cost follows the jobs in progress, never the table's size.
--- Finished jobs are counted as they finish, by the processes that finish them.
-SELECT status, count(*) FROM jobs WHERE status IN ({active_jobs}) GROUP BY status;
+-- Finished jobs are counted as they finish, by the processes that finish them. Jobs
+-- awaiting their outline's review come from their own partial index (jobs_review_idx).
+SELECT status, count(*) FROM jobs WHERE status IN ({active_jobs}) GROUP BY status
+UNION ALL
+SELECT 'awaiting_review', count(*) FROM jobs WHERE status = 'awaiting_review';
 
 
 -- name: queue_stats
@@ -66,11 +69,20 @@ RETURNING s.id, s.kind;
 -- name: reopen_job
 -- $1 job id, $2 job timeout (s). Step 2 of `reportsvc retry`: a failed or cancelled job
 -- runs again, with a new deadline. Without an outline it starts from the outline step; with
--- one it goes on writing its sections (or is complete, if they are all done).
+-- one it goes on writing its sections (or is complete, if they are all done); with an
+-- outline but no section steps (its review was not given in time) it waits for the review
+-- again, from now.
 UPDATE jobs
 SET status = CASE WHEN outline IS NULL THEN 'outlining'
+                  WHEN NOT EXISTS (SELECT 1 FROM steps s
+                                   WHERE s.job_id = jobs.id AND s.kind = 'section')
+                       THEN 'awaiting_review'
                   WHEN sections_done = sections_total THEN 'completed'
                   ELSE 'writing' END,
+    review_since = CASE WHEN outline IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM steps s
+                                             WHERE s.job_id = jobs.id AND s.kind = 'section')
+                        THEN now() END,
     error = NULL,
     finished_at = CASE WHEN outline IS NOT NULL AND sections_done = sections_total
                        THEN now() END,

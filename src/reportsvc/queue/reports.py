@@ -1,4 +1,5 @@
-"""The API's side: new jobs (group-committed), a job with its report, listings, cancelling."""
+"""The API's side: new jobs (group-committed), a job with its report, listings, cancelling,
+an outline's review, and section rewrites with their history."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import asyncpg
 import msgspec
 
 from reportsvc.db.errors import DATABASE_UNAVAILABLE
-from reportsvc.domain import JobOptions, JobStatus, StepStatus
+from reportsvc.domain import JobOptions, JobStatus, StepKind, StepStatus
 from reportsvc.metrics import JOBS_FINISHED
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.sql import load_queries
@@ -20,6 +21,7 @@ from reportsvc.sources import Passage
 from reportsvc.sources.citations import cited_numbers
 
 Q: Final = load_queries("reports.sql")
+_json = msgspec.json.Encoder().encode
 _JOBS_CANCELLED: Final = JOBS_FINISHED.labels("cancelled")
 
 
@@ -64,6 +66,36 @@ class JobRow(msgspec.Struct, frozen=True):
     references: list[Passage] = msgspec.field(default_factory=list)
     citations_removed: int = 0
     unsourced_sections: list[str] = msgspec.field(default_factory=list)
+    # When the job began to wait for its outline's review (awaiting_review only).
+    review_since: datetime | None = None
+
+
+class HistoryRow(msgspec.Struct, frozen=True):
+    """A text a rewrite replaced: a section's, or the summary's."""
+
+    kind: StepKind
+    position: int
+    title: str
+    content: str
+    instruction: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    written_at: datetime | None
+    replaced_at: datetime
+
+
+class JobNotFound(Exception):  # noqa: N818 - an answer, not an error of ours
+    """No such job (of this owner)."""
+
+
+class JobStateConflict(Exception):  # noqa: N818 - an answer, not an error of ours
+    """The job is not in a state that allows the change: its status, and its outline's
+    length (None before it has one)."""
+
+    def __init__(self, status: JobStatus, outline_length: int | None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.outline_length = outline_length
 
 
 class JobListRow(msgspec.Struct, frozen=True):
@@ -115,6 +147,8 @@ class _NewJob(NamedTuple):
     owner: str | None
     webhook_url: str | None
     sources: JobSources | None
+    # The client's outline, as a JSON array (None: the model writes one).
+    outline: str | None
     inserted: asyncio.Future[UUID | None]
 
 
@@ -175,7 +209,7 @@ class ReportStore:
         self._new_jobs: list[_NewJob] = []
         self._inserter: asyncio.Task[None] | None = None
 
-    async def create_job(
+    async def create_job(  # noqa: PLR0913 - keyword-only: one per column of the new job
         self,
         *,
         topic: str,
@@ -186,11 +220,13 @@ class ReportStore:
         owner: str | None = None,
         webhook_url: str | None = None,
         sources: JobSources | None = None,
+        outline: list[str] | None = None,
     ) -> UUID | None:
         """The new job's id once its rows are committed; None when `idempotency_key` was
         already used (by this owner); `AdmissionRefused` when there is no room for it.
-        Concurrent calls share one INSERT (`_insert_jobs`). The job's `sources` are stored
-        with it, in the same transaction."""
+        With an `outline`, the job starts with its sections (no outline step). Concurrent
+        calls share one INSERT (`_insert_jobs`). The job's `sources` are stored with it, in
+        the same transaction."""
         new = _NewJob(
             id=uuid4(),
             topic=topic,
@@ -201,6 +237,7 @@ class ReportStore:
             owner=owner,
             webhook_url=webhook_url,
             sources=sources,
+            outline=None if outline is None else _json(outline).decode(),
             inserted=asyncio.get_running_loop().create_future(),
         )
         self._new_jobs.append(new)
@@ -262,6 +299,7 @@ class ReportStore:
             self.max_pending,
             self.max_pending_per_owner,
             [j.webhook_url for j in batch],
+            [j.outline for j in batch],
         )
         if not any(j.sources for j in batch):
             rows = await self.pool.fetch(Q["create_jobs"], *args)
@@ -275,17 +313,20 @@ class ReportStore:
 
     async def find_job_by_key(
         self, idempotency_key: str, owner: str | None = None
-    ) -> tuple[UUID, str, str, JobOptions, str | None] | None:
-        """The job created with this key: id, topic, model, options and webhook URL."""
+    ) -> tuple[UUID, str, str, JobOptions, str | None, list[str] | None] | None:
+        """The job created with this key: id, topic, model, options, webhook URL, and the
+        outline its client gave (None: the model's, or none yet)."""
         row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key, owner)
         if row is None:
             return None
+        options = _options(row["options"])
         return (
             row["id"],
             row["topic"],
             row["model"],
-            _options(row["options"]),
+            options,
             row["webhook_url"],
+            row["outline"] if options.outline_given else None,
         )
 
     async def get_job(self, job_id: UUID, owner: str | None = None) -> JobRow | None:
@@ -326,6 +367,7 @@ class ReportStore:
             references=references,
             citations_removed=row["citations_removed"],
             unsourced_sections=row["unsourced"] or [],
+            review_since=row["review_since"],
         )
 
     async def list_jobs(
@@ -357,3 +399,74 @@ class ReportStore:
             _JOBS_CANCELLED.inc()
             self.publisher.progress([job_id])
         return JobStatus(row["status"])
+
+    async def approve_outline(
+        self, job_id: UUID, owner: str | None, outline: list[str], timeout_seconds: float
+    ) -> int:
+        """The owner's review: the job in awaiting_review takes `outline` and its sections
+        are queued (returns how many). `JobNotFound`, or `JobStateConflict` when the job is
+        not awaiting a review (another review won, or it ended)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                Q["approve_outline"], job_id, owner, _json(outline).decode(), timeout_seconds
+            )
+            if row is not None:
+                await conn.execute(Q["admit_resumed_job"], job_id)
+        if row is None:
+            raise await self._refusal(job_id, owner)
+        self.publisher.progress([job_id])
+        queued: int = row["queued"]
+        return queued
+
+    async def rewrite_section(
+        self,
+        job_id: UUID,
+        owner: str | None,
+        index: int,
+        instruction: str | None,
+        timeout_seconds: float,
+    ) -> str:
+        """Queue section `index` of a completed job to be written again (and the summary
+        after it, if the job has one), keeping the texts replaced in section_history.
+        `JobNotFound`; `JobStateConflict` when the job is not completed (a rewrite under
+        way included) or has no section `index` (see its outline_length). Returns the
+        section's title."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            steps = await conn.fetch(Q["lock_rewrite_steps"], job_id, owner, index)
+            titles = [s["title"] for s in steps if StepKind(s["kind"]) is StepKind.SECTION]
+            if not titles:
+                raise await self._refusal(job_id, owner, conn)
+            turn = await conn.fetchval(Q["reopen_for_rewrite"], job_id, len(steps), timeout_seconds)
+            if turn is None:  # pragma: no cover - the steps' lock keeps the job completed
+                raise await self._refusal(job_id, owner, conn)
+            await conn.fetch(Q["queue_rewrite"], [s["id"] for s in steps], instruction, turn)
+            await conn.execute(Q["admit_resumed_job"], job_id)
+        self.publisher.progress([job_id])
+        title: str = titles[0]
+        return title
+
+    async def _refusal(
+        self, job_id: UUID, owner: str | None, conn: asyncpg.Connection | None = None
+    ) -> Exception:
+        row = await (conn or self.pool).fetchrow(Q["job_state"], job_id, owner)
+        if row is None:
+            return JobNotFound(job_id)
+        return JobStateConflict(JobStatus(row["status"]), row["outline_length"])
+
+    async def section_history(self, job_id: UUID) -> list[HistoryRow]:
+        """The texts rewrites replaced, by position, oldest first."""
+        rows = await self.pool.fetch(Q["section_history"], job_id)
+        return [
+            HistoryRow(
+                kind=StepKind(r["kind"]),
+                position=r["position"],
+                title=r["title"],
+                content=r["content"],
+                instruction=r["instruction"],
+                prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"],
+                written_at=r["written_at"],
+                replaced_at=r["replaced_at"],
+            )
+            for r in rows
+        ]

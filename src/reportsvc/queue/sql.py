@@ -18,6 +18,7 @@ from reportsvc.domain import (
     REPORT_PART_KINDS,
     RETRYABLE_JOB_STATUSES,
     SUMMARY_TITLE,
+    UNFINISHED_JOB_STATUSES,
 )
 
 _NAME: Final = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -31,6 +32,7 @@ def _literals(values: tuple[str, ...]) -> str:
 PLACEHOLDERS: Final = {
     "active_jobs": _literals(ACTIVE_JOB_STATUSES),
     "finished_jobs": _literals(FINISHED_JOB_STATUSES),
+    "unfinished_jobs": _literals(UNFINISHED_JOB_STATUSES),
     "retryable_jobs": _literals(RETRYABLE_JOB_STATUSES),
     "report_parts": _literals(REPORT_PART_KINDS),
     "summary_title": _literals((SUMMARY_TITLE,)),

@@ -82,6 +82,8 @@ class StepQueue:
                 model=r[8],
                 options=msgspec.convert(r[9], JobOptions),
                 outline=r[10] or [],
+                previous=r[11],
+                instruction=r[12],
             )
             for r in rows
             if r[6]
@@ -200,9 +202,13 @@ class StepQueue:
             )
             reasons = {f.step.id: f.reason for f in failed}
             messages: dict[UUID, str] = {}
+            rewrites: dict[int, str] = {}
             for r in rows:
-                if _fails_its_job(r):
+                if r["rewrite"]:
+                    rewrites[r["id"]] = _rewrite_error(r, reasons[r["id"]])
+                elif _fails_its_job(r):
                     messages.setdefault(r["job_id"], _job_error(r, reasons[r["id"]]))
+            await self._restore_rewrites(conn, rewrites)
             return await self._fail_jobs(conn, messages)
 
     async def extend_leases(
@@ -229,9 +235,15 @@ class StepQueue:
                 Q["rescue_steps"], max_attempts, failures.WORKER_LOST, webhook_max_attempts
             )
             messages: dict[UUID, str] = {}
+            rewrites: dict[int, str] = {}
             for r in rows:
-                if r["status"] == StepStatus.FAILED and _fails_its_job(r):
+                if r["status"] != StepStatus.FAILED:
+                    continue
+                if r["rewrite"]:
+                    rewrites[r["id"]] = _rewrite_error(r, failures.WORKER_LOST_EVERY_TIME)
+                elif _fails_its_job(r):
                     messages.setdefault(r["job_id"], _job_error(r, failures.WORKER_LOST_EVERY_TIME))
+            await self._restore_rewrites(conn, rewrites)
             failed = await self._fail_jobs(conn, messages)
         requeued = sum(r["status"] == StepStatus.QUEUED for r in rows)
         if requeued:
@@ -248,6 +260,28 @@ class StepQueue:
             failed = await self._fail_jobs(conn, {r["id"]: message for r in rows})
         self.publisher.progress(failed)
         return failed
+
+    async def expire_reviews(self, timeout_seconds: float) -> list[UUID]:
+        """Fail the jobs whose outline waited longer than OUTLINE_REVIEW_TIMEOUT for its
+        owner's review."""
+        rows = await self.pool.fetch(
+            Q["expire_reviews"], timeout_seconds, failures.review_expired(timeout_seconds)
+        )
+        failed = [r[0] for r in rows]
+        self.publisher.progress(failed)
+        return failed
+
+    async def _restore_rewrites(
+        self, conn: asyncpg.Connection, errors: dict[int, str]
+    ) -> list[UUID]:
+        """Rewrites that failed for good: their reports are completed again, as they were."""
+        if not errors:
+            return []
+        ids = sorted(errors)
+        rows = await conn.fetch(Q["restore_rewrites"], ids, [errors[i] for i in ids])
+        restored = [r[0] for r in rows]
+        self.publisher.progress(restored)
+        return restored
 
     async def _fail_jobs(self, conn: asyncpg.Connection, messages: dict[UUID, str]) -> list[UUID]:
         if not messages:
@@ -282,3 +316,7 @@ def _job_error(row: asyncpg.Record, reason: str) -> str:
         attempts=row["attempts"],
         reason=reason,
     )
+
+
+def _rewrite_error(row: asyncpg.Record, reason: str) -> str:
+    return failures.rewrite_failed(_job_error(row, reason))

@@ -75,7 +75,10 @@ FROM bounded r, jobs j
 WHERE s.id = r.id AND j.id = s.job_id
 RETURNING s.id, s.kind, s.job_id, s.position, s.title, s.attempts,
           j.status IN ({active_jobs}) OR s.kind = 'webhook' AS live,
-          j.topic, j.model, j.options, j.outline;
+          j.topic, j.model, j.options, j.outline,
+          -- A section that already has a text is being rewritten: the text it replaces,
+          -- and what the client asked for.
+          CASE WHEN s.kind = 'section' THEN s.content END AS previous, s.instruction;
 
 
 -- name: written_sections
@@ -141,24 +144,30 @@ WITH done AS (
       AND s.status = 'running'
     RETURNING s.job_id, s.kind, s.started_at, i.titles
 ),
--- An outline: the job takes it and moves on to writing (unless it ended meanwhile). The
--- summary pass, when asked for, is one more step after the sections.
+-- An outline: the job takes it and moves on to writing (unless it ended meanwhile), or,
+-- when its owner asked to review the outline, stops in awaiting_review, holding no step
+-- (the review's PUT queues the sections: approve_outline in reports.sql). The summary
+-- pass, when asked for, is one more step after the sections.
 outlined AS (
     UPDATE jobs j
-    SET status = 'writing',
+    SET status = CASE WHEN coalesce((j.options ->> 'review_outline')::boolean, false)
+                      THEN 'awaiting_review' ELSE 'writing' END,
+        review_since = CASE WHEN coalesce((j.options ->> 'review_outline')::boolean, false)
+                            THEN now() END,
         outline = ARRAY(SELECT jsonb_array_elements_text(d.titles::jsonb)),
         sections_total = jsonb_array_length(d.titles::jsonb)
             + CASE WHEN coalesce((j.options ->> 'summary')::boolean, false) THEN 1 ELSE 0 END,
         started_at = coalesce(j.started_at, d.started_at)
     FROM done d
     WHERE d.kind = 'outline' AND j.id = d.job_id AND j.status = 'outlining'
-    RETURNING j.id, j.outline, j.turn
+    RETURNING j.id, j.outline, j.turn, j.status
 ),
 -- ... and one section step per title is queued, in the job's turn.
 sections_queued AS (
     INSERT INTO steps (job_id, kind, position, title, turn)
     SELECT o.id, 'section', t.ord - 1, t.title, o.turn
     FROM outlined o, unnest(o.outline) WITH ORDINALITY AS t(title, ord)
+    WHERE o.status = 'writing'
     RETURNING job_id
 ),
 -- Sections and summaries are counted on their jobs. The job row lock serialises
@@ -190,14 +199,21 @@ counted AS (
               coalesce((j.options ->> 'summary')::boolean, false) AS summary
 ),
 -- A job with a summary pass: when every ordinary section is done, its summary step is
--- queued (a new row, so no lock is taken after the job's).
+-- queued (a new row, so no lock is taken after the job's). After a section rewrite the
+-- summary's row exists, done: it goes back to the queue, in the job's (new) turn, to be
+-- written again from the sections as they are now (its old text is in section_history,
+-- kept by rewrite_steps). The row is only locked by this statement then: no worker holds
+-- it, and a job being rewritten refuses a second rewrite.
 summaries AS (
     INSERT INTO steps (job_id, kind, position, title, turn)
     -- The summary's position is the outline's length: sections_total counts it as well.
     SELECT c.id, 'summary', c.sections_total - 1, {summary_title}, c.turn
     FROM counted c
     WHERE c.summary AND c.status = 'writing' AND c.sections_done = c.sections_total - 1
-    ON CONFLICT (job_id, kind, position) DO NOTHING
+    ON CONFLICT (job_id, kind, position) DO UPDATE
+    SET status = 'queued', run_after = now(), turn = excluded.turn, finished_at = NULL,
+        waiting_for = NULL, last_error = NULL
+    WHERE steps.status = 'done'
     RETURNING job_id
 ),
 queued AS (
@@ -255,7 +271,9 @@ FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[], $7::int[]
 WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
   AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
-          cardinality(j.outline) AS outline_length;
+          cardinality(j.outline) AS outline_length,
+          -- A rewrite (its step had a text before): the caller restores it instead.
+          s.kind IN ({report_parts}) AND s.content IS NOT NULL AS rewrite;
 
 
 -- name: release_steps
@@ -325,7 +343,8 @@ SET status = CASE WHEN s.attempts >= CASE WHEN s.kind = 'webhook' THEN $3::int E
 FROM expired e, jobs j
 WHERE s.id = e.id AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.status, s.attempts,
-          cardinality(j.outline) AS outline_length;
+          cardinality(j.outline) AS outline_length,
+          s.kind IN ({report_parts}) AND s.content IS NOT NULL AS rewrite;
 
 
 -- name: overdue_jobs
@@ -352,3 +371,58 @@ SET status = 'failed', error = i.error, finished_at = now()
 FROM unnest($1::uuid[], $2::text[]) AS i(id, error)
 WHERE j.id = i.id AND j.status IN ({active_jobs})
 RETURNING j.id;
+
+
+-- name: restore_rewrites
+-- $1 step ids, $2 their jobs' errors (what a user reads). A rewrite whose step failed for
+-- good (a section's, or the summary's written again after it) does not fail the report:
+-- the step keeps the text it had (it was never overwritten) and is done again, the history
+-- rows that recorded it as replaced go (it was not; nor was the summary, when the section
+-- failed: its row was written by the same request, at the same time), and the job is
+-- completed again, with the error kept to say the rewrite did not happen. Runs in the
+-- transaction that failed the steps, after them: steps, then history, then the job.
+WITH restored AS (
+    UPDATE steps
+    SET status = 'done', finished_at = now()
+    WHERE id = ANY($1::bigint[]) AND status = 'failed' AND content IS NOT NULL
+    RETURNING id, job_id, kind, position
+),
+latest AS (
+    SELECT r.job_id, r.kind, h.id, h.replaced_at
+    FROM restored r
+    JOIN LATERAL (SELECT x.id, x.replaced_at FROM section_history x
+                  WHERE x.job_id = r.job_id AND x.kind = r.kind AND x.position = r.position
+                  ORDER BY x.id DESC LIMIT 1) h ON true
+),
+forgotten AS (
+    DELETE FROM section_history h
+    USING latest l
+    WHERE h.id = l.id
+       OR (l.kind = 'section' AND h.job_id = l.job_id AND h.kind = 'summary'
+           AND h.replaced_at = l.replaced_at)
+)
+UPDATE jobs j
+SET status = 'completed', sections_done = j.sections_total, finished_at = now(),
+    error = i.error
+FROM unnest($1::bigint[], $2::text[]) AS i(step_id, error), restored r
+WHERE r.id = i.step_id AND j.id = r.job_id AND j.status = 'writing'
+RETURNING j.id;
+
+
+-- name: expire_reviews
+-- $1 OUTLINE_REVIEW_TIMEOUT (s), $2 the error (what a user reads). Fails the jobs whose
+-- outline has waited for its owner's review for longer than that, found on the partial
+-- index jobs_review_idx. The status is checked in the same statement, so a review given
+-- at the same moment either wins (the job goes on) or loses (its PUT gets a 409): never
+-- both. Such a job holds no queued or running step; its webhook trigger fires as for any
+-- failure.
+UPDATE jobs
+SET status = 'failed', error = $2, finished_at = now()
+WHERE id IN (SELECT id FROM jobs
+             WHERE status = 'awaiting_review'
+               AND review_since < now() - make_interval(secs => $1)
+             ORDER BY review_since
+             LIMIT 1000
+             FOR UPDATE SKIP LOCKED)
+  AND status = 'awaiting_review'
+RETURNING id;

@@ -14,7 +14,8 @@ from reportsvc.queue.reports import JobRow
 
 
 class WebhookEvent(CamelStruct):
-    # report.completed, report.failed or report.cancelled.
+    # report.completed, report.failed, report.cancelled, or report.awaiting_review (the job
+    # stopped for its outline's review).
     type: str
     # When the job ended: the same on every attempt (the headers carry the attempt's time).
     timestamp: datetime
@@ -27,9 +28,16 @@ def webhook_id(job_id: UUID, event_number: int) -> str:
     return f"msg_{job_id.hex}_{event_number}"
 
 
-def event_body(event: str, occurred_at: datetime, job: JobRow, prices: Prices) -> str:
+def event_body(
+    event: str,
+    occurred_at: datetime,
+    job: JobRow,
+    prices: Prices,
+    *,
+    review_timeout_seconds: float | None = None,
+) -> str:
     """The JSON body of an event, as sent (and signed) on every attempt."""
-    data = job_status(job, prices)
+    data = job_status(job, prices, review_timeout_seconds=review_timeout_seconds)
     # The delivery's own progress is not part of the event it delivers.
     data.webhook = UNSET
     return msgspec.json.encode(WebhookEvent(event, occurred_at, data)).decode()

@@ -59,6 +59,8 @@ class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 40
     # For the job's estimatedCostUsd in the body, as GET shows it.
     prices: Prices = msgspec.field(default_factory=dict)
+    # OUTLINE_REVIEW_TIMEOUT, for reviewDueAt in the body, as GET shows it.
+    review_timeout_seconds: float | None = None
 
 
 class PublicResolver(AbstractResolver):
@@ -199,7 +201,13 @@ class WebhookSender:
             if job is None:
                 _FAILED.inc()
                 raise StepError(failures.WEBHOOK_JOB_GONE, retryable=False)
-            body = event_body(delivery.event, delivery.occurred_at, job, self._config.prices)
+            body = event_body(
+                delivery.event,
+                delivery.occurred_at,
+                job,
+                self._config.prices,
+                review_timeout_seconds=self._config.review_timeout_seconds,
+            )
             stored = await self._queue.keep_webhook_body(step, body)
         except DATABASE_UNAVAILABLE as exc:
             reason = "the database was unreachable before the first attempt"

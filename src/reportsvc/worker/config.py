@@ -18,6 +18,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     retry_max_seconds: float = 120.0
     step_timeout_seconds: float = 240.0
     job_timeout_seconds: float = 3600.0
+    # OUTLINE_REVIEW_TIMEOUT: how long a job's outline may wait for its owner's review.
+    outline_review_timeout_seconds: float = 86_400.0
     poll_interval_seconds: float = 1.0
     rescue_interval_seconds: float = 2.0
     shutdown_grace_seconds: float = 10.0

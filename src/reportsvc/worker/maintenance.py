@@ -1,6 +1,7 @@
 """Maintenance, run by every worker (SKIP LOCKED keeps them out of each other's way):
-rescue steps whose worker vanished (expired leases), fail jobs past their deadline, and
-prune old finished jobs when PRUNE_AFTER is set."""
+rescue steps whose worker vanished (expired leases), fail jobs past their deadline or
+whose outline review did not come in time (OUTLINE_REVIEW_TIMEOUT), and prune old
+finished jobs when PRUNE_AFTER is set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import structlog
 
-from reportsvc.metrics import JOBS_FINISHED
+from reportsvc.metrics import JOBS_FINISHED, OUTLINE_REVIEWS
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.steps import StepQueue
 from reportsvc.worker.config import WorkerConfig
@@ -48,6 +49,7 @@ class Maintenance:
                 if now - last_deadline_check >= deadline_every:
                     last_deadline_check = now
                     await self.fail_overdue()
+                    await self.expire_reviews()
                 prune_after = self._config.prune_after_seconds
                 if prune_after is not None and now - last_prune >= prune_every:
                     last_prune = now
@@ -76,3 +78,11 @@ class Maintenance:
             log.warning("job failed: past its deadline", job_id=str(job_id))
         if overdue:
             JOBS_FINISHED.labels("failed").inc(len(overdue))
+
+    async def expire_reviews(self) -> None:
+        expired = await self._queue.expire_reviews(self._config.outline_review_timeout_seconds)
+        for job_id in expired:
+            log.warning("job failed: its outline was not reviewed in time", job_id=str(job_id))
+        if expired:
+            JOBS_FINISHED.labels("failed").inc(len(expired))
+            OUTLINE_REVIEWS.labels("expired").inc(len(expired))

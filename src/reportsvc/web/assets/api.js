@@ -104,6 +104,8 @@ export const api = {
   jobItem: (id, signal) => request(`ui/jobs/${encodeURIComponent(id)}`, { signal }).then((r) => r.json()),
   markdown: (id) => request(`${job(id)}?format=markdown`, { accept: "text/markdown" }).then((r) => r.text()),
   cancel: (id) => request(job(id), { method: "DELETE" }).then((r) => r.json()),
+  approveOutline: (id, outline) =>
+    request(`${job(id)}/outline`, { method: "PUT", body: { outline } }).then((r) => r.json()),
   events: (id, signal) => request(`${job(id)}/events`, { accept: "text/event-stream", signal }),
   list: (limit, cursor) => {
     const query = new URLSearchParams({ limit: String(limit) });

@@ -286,7 +286,9 @@ function resetJobView() {
   $("job-outline-pending").hidden = true;
   $("job-view").dataset.status = "loading";
   say("");
-  for (const id of ["cancel-job", "retry-job", "copy-job", "download-job"]) $(id).hidden = true;
+  for (const id of ["approve-outline", "cancel-job", "retry-job", "copy-job", "download-job"]) {
+    $(id).hidden = true;
+  }
 }
 
 async function openJob(id, { focus }) {
@@ -356,6 +358,10 @@ async function watch(current) {
         if (message.event === "progress") {
           // A section's event names it; its text comes with the job.
           refresh(current);
+        } else if (message.event === "awaiting_review") {
+          // The outline waits for approval; the stream goes on once it is given.
+          renderJob(JSON.parse(message.data));
+          refreshRecent();
         } else if (FINAL.has(message.event)) {
           renderJob(JSON.parse(message.data));
           refreshRecent();
@@ -415,6 +421,8 @@ function statusLine(job, outline, done) {
       return outline
         ? `Writing: ${done} of ${outline.length} sections finished`
         : "Writing the outline…";
+    case "awaiting_review":
+      return `Outline ready for review: ${outline.length} sections proposed`;
     case "completed":
       return `Completed: ${outline.length} sections`;
     case "failed":
@@ -466,7 +474,8 @@ function renderJob(job) {
     : "";
   $("job-shortfall").hidden = !shortfall;
   renderFacts(job);
-  $("cancel-job").hidden = job.status !== "processing";
+  $("cancel-job").hidden = !(job.status === "processing" || job.status === "awaiting_review");
+  $("approve-outline").hidden = job.status !== "awaiting_review";
   $("retry-job").hidden = !(job.status === "failed" || job.status === "cancelled");
   $("copy-job").hidden = job.status !== "completed";
   $("download-job").hidden = job.status !== "completed";
@@ -503,6 +512,10 @@ function renderSections(current, outline, texts, job) {
       item.li.dataset.state = "pending";
       item.li.setAttribute("aria-busy", "true");
       item.body.textContent = "Being written…";
+    } else if (job.status === "awaiting_review") {
+      item.li.dataset.state = "pending";
+      item.li.removeAttribute("aria-busy");
+      item.body.textContent = "Proposed; written once the outline is approved.";
     } else {
       item.li.dataset.state = "missing";
       item.li.removeAttribute("aria-busy");
@@ -568,6 +581,21 @@ function cancelJob() {
     } catch (error) {
       if (error.status !== 409) throw error;
       say(`It could not be cancelled: ${clause(error.message)}`);
+    }
+    await refresh(current);
+    refreshRecent();
+  });
+}
+
+/** The outline as proposed becomes the report's (edit it through the API: PUT .../outline). */
+function approveOutline() {
+  const current = view;
+  return withButton("approve-outline", async () => {
+    try {
+      await api.approveOutline(current.id, current.outline);
+    } catch (error) {
+      if (error.status !== 409) throw error;
+      say(`It could not be approved: ${clause(error.message)}`);
     }
     await refresh(current);
     refreshRecent();
@@ -694,7 +722,11 @@ function renderRecent() {
     link.textContent = job.topic;
     const percent = Math.round(job.progress * 100);
     li.querySelector(".badge").textContent =
-      job.status === "processing" ? `processing, ${percent}%` : job.status;
+      job.status === "processing"
+        ? `processing, ${percent}%`
+        : job.status === "awaiting_review"
+          ? "awaiting review"
+          : job.status;
     const progress = li.querySelector("progress");
     progress.value = percent;
     progress.hidden = job.status !== "processing";
@@ -730,6 +762,7 @@ function followLink(event) {
 $("token-form").addEventListener("submit", submitToken);
 $("forget-token").addEventListener("click", forgetToken);
 $("report-form").addEventListener("submit", submitReport);
+$("approve-outline").addEventListener("click", approveOutline);
 $("cancel-job").addEventListener("click", cancelJob);
 $("retry-job").addEventListener("click", retryJob);
 $("copy-job").addEventListener("click", copyMarkdown);
