@@ -20,7 +20,7 @@ from reportsvc.db import migrate
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.errors import ConfigError, QuotaExhausted
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
-from reportsvc.queue.quotas import HEADROOM, QuotaStore
+from reportsvc.queue.quotas import HEADROOM, PREFETCH, PREFETCH_SECONDS, QuotaStore, _Model
 from reportsvc.quota import Grant, RateLimits, parse_reset, rate_limits, retry_after
 from reportsvc.settings import Settings, load_settings
 from tests.helpers import Stores, running_worker, submit, wait_for_job
@@ -111,6 +111,46 @@ async def test_calls_asking_at_once_share_a_statement_and_are_still_spread(
     interval = 60.0 / (1200.0 * HEADROOM)
     for earlier, later in itertools.pairwise(waits):
         assert later - earlier == pytest.approx(interval, abs=0.01)
+
+
+async def test_a_roomy_limit_books_calls_ahead_and_counts_every_one(
+    quotas: QuotaStore, pool: asyncpg.Pool
+) -> None:
+    """Far below its limit, a model costs a statement per many calls, not per call: each
+    statement also books calls ahead, handed out locally. Each is booked in the database
+    all the same, so the cluster's count of granted calls is exact."""
+    await quotas.configure({MODEL: (6_000_000.0, None)})  # 0.01 ms a call
+    statements = 0
+    take = quotas._take
+
+    async def counted(model: str, state: _Model) -> None:
+        nonlocal statements
+        statements += 1
+        await take(model, state)
+
+    quotas._take = counted  # type: ignore[method-assign]
+    calls = 2 * PREFETCH
+    for _ in range(calls // 8):
+        grants = await asyncio.gather(*(quotas.acquire(MODEL, 10) for _ in range(8)))
+        assert all(grant.wait == 0 and grant.tokens == 10 for grant in grants)
+    assert statements < calls // 8
+    await asyncio.sleep(0.05)  # let a refill under way finish
+    ahead = len(quotas._models[MODEL].credits)
+    # The request bucket moved on by one interval per call booked: those served and those
+    # still ahead.
+    booked = await pool.fetchval(
+        "SELECT extract(epoch FROM request_tat - updated_at) FROM model_quotas"
+    )
+    interval = 60.0 / (6_000_000.0 * HEADROOM)
+    assert booked <= (calls + ahead) * interval + 1e-6
+
+
+async def test_a_tight_limit_books_nothing_ahead(quotas: QuotaStore) -> None:
+    await quotas.configure({MODEL: (600.0, None)})  # 0.1 s a call: more than the window
+    assert 60.0 / (600.0 * HEADROOM) > PREFETCH_SECONDS
+    await asyncio.gather(*(quotas.acquire(MODEL, 10) for _ in range(3)))
+    assert quotas._models[MODEL].prefetch == 0
+    assert not quotas._models[MODEL].credits
 
 
 async def test_settlements_ride_with_the_next_asking(

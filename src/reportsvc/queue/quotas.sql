@@ -131,7 +131,7 @@ updated AS (
     RETURNING m.model
 )
 SELECT d.i, d.granted, extract(epoch FROM d.at - now())::float8 AS wait,
-       p.learning, p.unlimited, NOT p.learned AS learns
+       p.learning, p.unlimited, NOT p.learned AS learns, p.per_request, p.per_token
 FROM decided d, plan p
 ORDER BY d.i;
 
