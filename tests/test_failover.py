@@ -10,7 +10,7 @@ answers 503, never 500. Only `jobs.status` and PostgreSQL's own functions are re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -39,14 +39,19 @@ def primary(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-async def standby(primary: EmbeddedPostgres, tmp_path: Path) -> EmbeddedPostgres:
+async def standby(primary: EmbeddedPostgres, tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
     admin = await asyncpg.connect(primary.url)
     try:
         await admin.execute("CREATE DATABASE reports")
     finally:
         await admin.close()
     await asyncio.to_thread(migrate.upgrade, primary.url_for("reports"))
-    return await asyncio.to_thread(primary.standby, tmp_path / "standby")
+    server = await asyncio.to_thread(primary.standby, tmp_path / "standby")
+    try:
+        yield server
+    finally:
+        # Promoted, it is a server of its own: stopped here, or it outlives the test run.
+        await asyncio.to_thread(server.destroy)
 
 
 def read_write_url(*servers: EmbeddedPostgres) -> str:
