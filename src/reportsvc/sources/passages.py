@@ -67,55 +67,38 @@ def split_passages(text: str) -> list[str]:
     for paragraph in _PARAGRAPH_BREAK.split(text.replace("\r\n", "\n")):
         if stripped := paragraph.strip():
             pieces.extend(_cut(stripped))
-    passages: list[str] = []
-    current = ""
-    for piece in pieces:
-        if current and len(current) + 2 + len(piece) > PASSAGE_CHARS:
-            passages.append(current)
-            current = piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        passages.append(current)
-    return passages
+    return _pack(pieces, "\n\n", PASSAGE_CHARS)
 
 
 def _cut(paragraph: str) -> list[str]:
     """A paragraph in pieces of at most MAX_PASSAGE_CHARS: whole sentences where it can."""
     if len(paragraph) <= MAX_PASSAGE_CHARS:
         return [paragraph]
-    pieces: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(paragraph):
-        for part in _by_words(sentence):
-            if current and len(current) + 1 + len(part) > MAX_PASSAGE_CHARS:
-                pieces.append(current)
-                current = part
-            else:
-                current = f"{current} {part}" if current else part
-    if current:
-        pieces.append(current)
-    return pieces
+    parts = [part for sentence in _SENTENCE_END.split(paragraph) for part in _by_words(sentence)]
+    return _pack(parts, " ", MAX_PASSAGE_CHARS)
 
 
 def _by_words(sentence: str) -> list[str]:
+    """A sentence in pieces of at most MAX_PASSAGE_CHARS, cut at spaces (and inside a word
+    longer than that, which has no space to cut at)."""
     if len(sentence) <= MAX_PASSAGE_CHARS:
         return [sentence]
-    parts: list[str] = []
+    size = MAX_PASSAGE_CHARS
+    words = [w[i : i + size] for w in sentence.split() for i in range(0, len(w), size)]
+    return _pack(words, " ", size)
+
+
+def _pack(pieces: list[str], separator: str, limit: int) -> list[str]:
+    """`pieces` joined by `separator` into as few runs of at most `limit` characters as
+    they go, in order (a piece longer than `limit` stays a run of its own)."""
+    runs: list[str] = []
     current = ""
-    for whole in sentence.split():
-        word = whole
-        while len(word) > MAX_PASSAGE_CHARS:  # no space to cut at: cut anyway
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(word[:MAX_PASSAGE_CHARS])
-            word = word[MAX_PASSAGE_CHARS:]
-        if current and len(current) + 1 + len(word) > MAX_PASSAGE_CHARS:
-            parts.append(current)
-            current = word
+    for piece in pieces:
+        if current and len(current) + len(separator) + len(piece) > limit:
+            runs.append(current)
+            current = piece
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current}{separator}{piece}" if current else piece
     if current:
-        parts.append(current)
-    return parts
+        runs.append(current)
+    return runs
