@@ -49,12 +49,12 @@ from reportsvc.db.engine import create_pool
 from reportsvc.embedded import EmbeddedPostgres, PgBouncer, pgbouncer_binary
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.reports import ReportStore
-from reportsvc.queue.sql import load_queries
+from reportsvc.queue.sql import literal, load_queries
 from reportsvc.queue.steps import StepQueue
 from reportsvc.settings import normalize_database_url
 
 BATCH = 10
-CLAIM = load_queries("steps.sql")["claim_steps"]
+CLAIM = literal(load_queries("steps.sql")["claim_steps"], claim_limit=BATCH, owner_bound=0)
 STATEMENTS = ("claim", "claim, rolled back", "get_job")
 
 
@@ -94,7 +94,7 @@ async def measure_path(url: str, *, prepared: bool, claims: int) -> dict[str, An
                 tx = conn.transaction()
                 await tx.start()
                 try:
-                    await conn.fetch(CLAIM, "bench", BATCH, 600.0, 0)
+                    await conn.fetch(CLAIM, "bench", 600.0)
                 finally:
                     await tx.rollback()
 
@@ -114,18 +114,18 @@ async def planning_ms(url: str, rounds: int = 200) -> dict[str, float]:
     prepared: list[float] = []
     unnamed: list[float] = []
     try:
-        await conn.execute(f"PREPARE claim(text, int, float8, int) AS {query}")
+        await conn.execute(f"PREPARE claim(text, float8) AS {query}")
         for i in range(rounds):
             tx = conn.transaction()
             await tx.start()
             try:
                 plan = await conn.fetchval(
-                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('bench', {BATCH}, 600, 0)"
+                    "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('bench', 600)"
                 )
                 if i >= 6:
                     prepared.append(json.loads(plan)[0]["Planning Time"])
                 plan = await conn.fetchval(
-                    f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", "bench", BATCH, 600.0, 0
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", "bench", 600.0
                 )
                 unnamed.append(json.loads(plan)[0]["Planning Time"])
             finally:

@@ -21,9 +21,9 @@ import httpx
 
 from bench.harness import children, start_fake_model, wait_http
 from reportsvc.db.engine import init_connection
-from reportsvc.queue.sql import load_queries
+from reportsvc.queue.sql import literal, load_queries
 
-CLAIM = load_queries("steps.sql")["claim_steps"]
+CLAIM = literal(load_queries("steps.sql")["claim_steps"], claim_limit=10, owner_bound=0)
 
 SECTIONS_PER_JOB = 8
 
@@ -106,9 +106,8 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
         full_server = await _server_times(conn)
         plan = await conn.fetch(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-            + CLAIM.replace("$1", "'bench'").replace("$2", "10")
-            .replace("$3", "30").replace("$4", "0")
-        )  # fmt: skip
+            + CLAIM.replace("$1", "'bench'").replace("$2", "30")
+        )
         counts = dict(await conn.fetch("SELECT status, count(*) FROM steps GROUP BY status"))
     finally:
         await conn.close()
@@ -131,11 +130,7 @@ async def _vacuum(conn: asyncpg.Connection) -> None:
 async def _server_times(conn: asyncpg.Connection, samples: int = 30) -> dict[str, float]:
     """Planning and execution time of the claim as PostgreSQL reports them."""
     planning, execution = [], []
-    statement = (
-        "EXPLAIN (ANALYZE, SUMMARY) "
-        + CLAIM.replace("$1", "'bench'").replace("$2", "10")
-        .replace("$3", "30").replace("$4", "0")
-    )  # fmt: skip
+    statement = "EXPLAIN (ANALYZE, SUMMARY) " + CLAIM.replace("$1", "'bench'").replace("$2", "30")
     for _ in range(samples):
         for (line,) in await conn.fetch(statement):
             if line.startswith("Planning Time"):
@@ -149,7 +144,7 @@ async def _claim_latencies(conn: asyncpg.Connection, samples: int) -> list[float
     latencies = []
     for _ in range(samples):
         started = time.perf_counter()
-        rows = await conn.fetch(CLAIM, "bench", 10, 30.0, 0)  # no bound per owner
+        rows = await conn.fetch(CLAIM, "bench", 30.0)  # 10 steps, no bound per owner
         latencies.append((time.perf_counter() - started) * 1000)
         if len(rows) != 10:
             raise RuntimeError("ran out of queued sections while measuring claims")

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from reportsvc.queue.sql import load_queries
+from reportsvc.queue.steps import _claim_sql as claim_sql
 
 QUERIES = {
     **load_queries("steps.sql"),
@@ -23,12 +24,13 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
-async def explain(conn: asyncpg.Connection, name: str, *args: object) -> list[dict[str, Any]]:
-    """The executed plan of a named statement, its changes rolled back."""
+async def explain(conn: asyncpg.Connection, query: str, *args: object) -> list[dict[str, Any]]:
+    """The executed plan of a statement (by name, or its text), its changes rolled back."""
     transaction = conn.transaction()
     await transaction.start()
     try:
-        rows = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {QUERIES[name]}", *args)
+        statement = QUERIES.get(query, query)
+        rows = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *args)
     finally:
         await transaction.rollback()
     return _plan_nodes(json.loads(rows)[0]["Plan"])
@@ -71,12 +73,15 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
         await conn.execute("ANALYZE jobs")
         await conn.execute("ANALYZE steps")
 
-        nodes = await explain(conn, "claim_steps", "w", 10, 30.0, 0)
+        nodes = await explain(conn, claim_sql(10, 0), "w", 30.0)
         scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "steps"}
         assert "steps_claim_idx" in scans
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
         # In claim order: no sort on top of the index scan.
         assert not [n for n in nodes if n["Node Type"] == "Sort"], nodes
+        # With a bound per owner, owners are still looked up by key, never scanned.
+        nodes = await explain(conn, claim_sql(10, 2), "w", 30.0)
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
 
         nodes = await explain(conn, "rescue_steps", 5, "lost", 40)
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
@@ -104,3 +109,42 @@ async def test_listing_one_owners_jobs_uses_the_owner_index(pool: asyncpg.Pool) 
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_owner_created_at_idx'"
         )
         assert definition.endswith("WHERE (owner IS NOT NULL)")
+
+
+async def test_the_claim_is_planned_once_and_its_plan_reused(pool: asyncpg.Pool) -> None:
+    """The claim's size and bound are literals, so PostgreSQL's plan cache settles on one
+    reusable plan after its first five custom plans: with them as parameters it planned
+    every claim again (the LIMIT's generic plan was costed for a tenth of the queue)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """WITH live AS (
+                   INSERT INTO jobs (topic, model, status, outline, sections_total, deadline_at)
+                   SELECT 't', 'm', 'writing', ARRAY['a', 'b'], 2, now() + interval '1 day'
+                   FROM generate_series(1, 200)
+                   RETURNING id
+               )
+               INSERT INTO steps (job_id, kind, position, title)
+               SELECT id, 'section', p - 1, (ARRAY['a', 'b'])[p]
+               FROM live, generate_series(1, 2) p"""
+        )
+        await conn.execute("ANALYZE jobs")
+        await conn.execute("ANALYZE steps")
+        for bound in (0, 2):
+            name = f"claim_bound_{bound}"
+            await conn.execute(f"PREPARE {name}(text, float8) AS {claim_sql(10, bound)}")
+            for _ in range(8):
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    claimed = await conn.fetch(f"EXECUTE {name}('w', 30)")
+                    # Anonymous jobs share one owner: with a bound of 2, two.
+                    assert len(claimed) == (bound or 10)
+                finally:
+                    await transaction.rollback()
+            plans = await conn.fetchrow(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1",
+                name,
+            )
+            assert plans is not None
+            assert plans["custom_plans"] == 5, (bound, dict(plans))
+            assert plans["generic_plans"] == 3, (bound, dict(plans))

@@ -39,8 +39,15 @@ PLACEHOLDERS: Final = {
 }
 
 
+# Numbers a statement takes as literals rather than parameters, filled in by its caller
+# (`literal`); left as they are here.
+PER_CALL: Final = frozenset({"claim_limit", "owner_bound"})
+
+
 def _fill(match: re.Match[str]) -> str:
     name = match.group(1)
+    if name in PER_CALL:
+        return match.group(0)
     if name not in PLACEHOLDERS:
         raise ValueError(f"unknown placeholder {{{name}}} in SQL")
     return PLACEHOLDERS[name]
@@ -60,3 +67,14 @@ def parse_queries(text: str) -> dict[str, str]:
 def load_queries(filename: str) -> dict[str, str]:
     """The statements of `reportsvc/queue/<filename>`, by name."""
     return parse_queries(files("reportsvc.queue").joinpath(filename).read_text("utf-8"))
+
+
+def literal(sql: str, **numbers: int) -> str:
+    """`sql` with its per-call placeholders written as the given integers."""
+    for name, number in numbers.items():
+        if name not in PER_CALL:
+            raise ValueError(f"{name} is not a per-call placeholder")
+        sql = sql.replace(f"{{{name}}}", str(int(number)))
+    if left := _PLACEHOLDER.search(sql):
+        raise ValueError(f"placeholder {left.group(0)} left unfilled")
+    return sql

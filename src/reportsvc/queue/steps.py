@@ -9,6 +9,7 @@ statement here is hand-written anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Final
 from uuid import UUID
 
@@ -19,13 +20,18 @@ from reportsvc import failures
 from reportsvc.domain import Delivery, JobOptions, Step, StepKind, StepStatus
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
-from reportsvc.queue.sql import load_queries
+from reportsvc.queue.sql import literal, load_queries
 
 Q: Final = load_queries("steps.sql")
 
 # The advisory lock that claims under MAX_RUNNING_STEPS_PER_OWNER take in turn.
 BOUNDED_CLAIMS_LOCK: Final = 0x7265706F7274  # "report"
 _json = msgspec.json.Encoder().encode
+
+
+@lru_cache(maxsize=1024)
+def _claim_sql(limit: int, max_running_per_owner: int) -> str:
+    return literal(Q["claim_steps"], claim_limit=limit, owner_bound=max_running_per_owner)
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -66,10 +72,10 @@ class StepQueue:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", BOUNDED_CLAIMS_LOCK)
                 rows = await conn.fetch(
-                    Q["claim_steps"], worker_id, limit, lease_seconds, max_running_per_owner
+                    _claim_sql(limit, max_running_per_owner), worker_id, lease_seconds
                 )
         else:
-            rows = await self.pool.fetch(Q["claim_steps"], worker_id, limit, lease_seconds, 0)
+            rows = await self.pool.fetch(_claim_sql(limit, 0), worker_id, lease_seconds)
         steps = [
             Step(
                 id=r[0],

@@ -9,10 +9,15 @@
 
 
 -- name: claim_steps
--- $1 worker id, $2 how many steps at most, $3 lease (s), $4 the most steps one owner may
--- have running (MAX_RUNNING_STEPS_PER_OWNER; 0: no bound)
+-- $1 worker id, $2 lease (s). Written into the statement as numbers, not passed as
+-- parameters: {claim_limit} how many steps at most, {owner_bound} the most steps one owner
+-- may have running (MAX_RUNNING_STEPS_PER_OWNER; 0: no bound). With them as literals the
+-- statement is planned once per worker connection and the plan is reused: with a
+-- parameter for the LIMIT, a reusable plan is costed as if a tenth of the queue were taken,
+-- so PostgreSQL planned the claim again on every call, which cost as much as running it.
+-- (One text per claim size: a worker asks for at most CLAIM_BATCH_SIZE.)
 --
--- Hands out up to $2 ready steps of any kind in one round trip.
+-- Hands out up to {claim_limit} ready steps of any kind in one round trip.
 WITH
 -- 1. Steps ready to run: queued, and not waiting out a retry backoff, in turn order: each
 --    job took a turn when it was created (create_jobs), so owners with work queued take
@@ -22,34 +27,42 @@ WITH
 --    is a short index scan however many finished steps the table holds. SKIP LOCKED lets
 --    concurrent workers take disjoint rows without waiting for one another. With a bound
 --    per owner, a step whose owner has that many running is passed over (claims are then
---    serialized by the caller, so the counts of running rows are not stale).
+--    serialized by the caller, so the counts of running rows are not stale). Without one,
+--    the condition is `0 = 0 OR ...`, gone when the statement is planned. Owners are
+--    looked up by primary key, one row at a time, never by joining the tables: running
+--    steps are few, and a join would be planned for as many as statistics once saw.
 ready AS (
-    SELECT s.id
+    SELECT s.id, s.job_id, s.turn, s.priority, s.run_after
     FROM steps s
     WHERE s.status = 'queued' AND s.run_after <= now()
-      AND ($4 = 0 OR (SELECT count(*) FROM steps r JOIN jobs rj ON rj.id = r.job_id
-                      WHERE r.status = 'running'
-                        AND rj.owner IS NOT DISTINCT FROM
-                            (SELECT owner FROM jobs WHERE id = s.job_id)) < $4)
+      AND ({owner_bound} = 0
+           OR (SELECT count(*) FROM steps r
+               WHERE r.status = 'running'
+                 AND (SELECT owner FROM jobs WHERE id = r.job_id) IS NOT DISTINCT FROM
+                     (SELECT owner FROM jobs WHERE id = s.job_id)) < {owner_bound})
     ORDER BY s.turn, s.priority, s.run_after, s.id
-    LIMIT $2
+    LIMIT {claim_limit}
     FOR UPDATE SKIP LOCKED
 ),
 -- 1b. With a bound, no more of one owner's steps than it has room for in this batch
---     either (the others stay queued; their locks end with the statement).
+--     either (the others stay queued; their locks end with the statement). Without one,
+--     the second half is planned away.
 bounded AS (
     SELECT r.id
     FROM ready r
-    WHERE $4 = 0
+    WHERE {owner_bound} = 0
     UNION ALL
     SELECT x.id
-    FROM (SELECT r.id, j.owner,
-                 row_number() OVER (PARTITION BY j.owner
-                                    ORDER BY s.turn, s.priority, s.run_after, s.id) AS nth
-          FROM ready r JOIN steps s ON s.id = r.id JOIN jobs j ON j.id = s.job_id) x
-    WHERE $4 > 0
-      AND x.nth + (SELECT count(*) FROM steps r JOIN jobs rj ON rj.id = r.job_id
-                   WHERE r.status = 'running' AND rj.owner IS NOT DISTINCT FROM x.owner) <= $4
+    FROM (SELECT y.id, y.owner,
+                 row_number() OVER (PARTITION BY y.owner
+                                    ORDER BY y.turn, y.priority, y.run_after, y.id) AS nth
+          FROM (SELECT r.*, (SELECT owner FROM jobs WHERE id = r.job_id) AS owner
+                FROM ready r) y) x
+    WHERE {owner_bound} > 0
+      AND x.nth + (SELECT count(*) FROM steps r
+                   WHERE r.status = 'running'
+                     AND (SELECT owner FROM jobs WHERE id = r.job_id) IS NOT DISTINCT FROM x.owner)
+          <= {owner_bound}
 )
 -- 2. Take them: lease them to this worker and count the attempt. The attempt number is
 --    the fencing token every later write by this worker must present. A queued step of a
@@ -64,7 +77,7 @@ SET status = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
     claimed_by = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
                       THEN $1 ELSE s.claimed_by END,
     lease_expires_at = CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook'
-                            THEN now() + make_interval(secs => $3) END,
+                            THEN now() + make_interval(secs => $2) END,
     attempts = s.attempts
         + CASE WHEN j.status IN ({active_jobs}) OR s.kind = 'webhook' THEN 1 ELSE 0 END,
     started_at = coalesce(s.started_at, now()),
@@ -138,10 +151,13 @@ WITH done AS (
                 $8::text[], $9::int[], $10::int[], $11::int[])
          AS i(id, attempt, content, finish_reason, prompt_tokens, completion_tokens, titles,
               status_code, passages_given, citations_removed)
-    WHERE s.id = i.id
-      AND s.attempts = i.attempt
-      AND s.lease_owner = $1
-      AND s.status = 'running'
+    -- The lease is tested as one expression (`fenced`, below), not as plain conditions:
+    -- those matched the partial index of running steps, and a plan made while statistics
+    -- saw few running rows read every running row and compared each with the whole batch
+    -- (quadratic: a batch of 300 took 75 ms). As it is, each row of the batch is found by
+    -- its primary key, whatever the statistics say.
+    WHERE s.id = i.id AND s.attempts = i.attempt
+      AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)
     RETURNING s.job_id, s.kind, s.started_at, i.titles
 ),
 -- An outline: the job takes it and moves on to writing (unless it ended meanwhile), or,
@@ -248,7 +264,8 @@ SET status = 'queued',
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::int[],
             $8::int[])
      AS i(id, attempt, error, delay, prompt_tokens, completion_tokens, status_code)
-WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+WHERE s.id = i.id AND s.attempts = i.attempt
+  AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)  -- fenced: see complete_steps
 RETURNING s.id;
 
 
@@ -268,7 +285,8 @@ SET status = 'failed',
     lease_expires_at = NULL
 FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::int[], $7::int[])
      AS i(id, attempt, error, prompt_tokens, completion_tokens, status_code), jobs j
-WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+WHERE s.id = i.id AND s.attempts = i.attempt
+  AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)  -- fenced: see complete_steps
   AND j.id = s.job_id
 RETURNING s.id, s.job_id, s.kind, s.position, s.title, s.attempts,
           cardinality(j.outline) AS outline_length,
@@ -294,7 +312,8 @@ WITH released AS (
         finished_at = CASE WHEN $4 OR j.status IN ({active_jobs}) THEN NULL ELSE now() END
     FROM unnest($2::bigint[], $3::int[], $5::float8[], $6::text[])
          AS i(id, attempt, delay, waiting_for), jobs j
-    WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+    WHERE s.id = i.id AND s.attempts = i.attempt
+      AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)  -- fenced: see complete_steps
       AND j.id = s.job_id
     RETURNING s.id, s.status
 )
@@ -313,7 +332,8 @@ FROM released;
 UPDATE steps s
 SET lease_expires_at = now() + make_interval(secs => $4)
 FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt), jobs j
-WHERE s.id = i.id AND s.attempts = i.attempt AND s.lease_owner = $1 AND s.status = 'running'
+WHERE s.id = i.id AND s.attempts = i.attempt
+  AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)  -- fenced: see complete_steps
   AND j.id = s.job_id AND (j.status IN ({active_jobs}) OR s.kind = 'webhook')
 RETURNING s.id;
 

@@ -4,7 +4,8 @@ a reason to think work is waiting (a wake-up, a full previous batch, or the poll
 Lane 0 always runs; a second lane joins only while claims keep coming back full, so a
 busy queue has two claims in flight (hiding one round trip) and an idle one costs a
 single poller. Slots are reserved before a claim, so two lanes never claim past the
-worker's concurrency.
+worker's concurrency; the slots of results being committed count as room, so a claim
+overlaps the write that frees them (see `slots`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Claimer:
             if lane > 0 and not self._busy.is_set():
                 await self._busy.wait()
                 continue
-            free = self._slots.free()
+            free = self._slots.claimable()
             if free <= 0:
                 self._slots.freed.clear()
                 await self._slots.freed.wait()

@@ -44,9 +44,21 @@ class Executor:
         self._config = config
         self._slots = slots
         self._writer = writer
+        slots.starter = self._start
 
     def start(self, step: Step) -> None:
+        """Run a claimed step now, or as soon as a slot is free."""
+        if self._slots.admit(step):
+            self._start(step)
+
+    def _start(self, step: Step) -> None:
         self._slots.hold(step, asyncio.create_task(self._run(step)))
+
+    def release_waiting(self) -> None:
+        """Stop: the claimed steps still waiting for a slot go back to the queue (their
+        attempt not counted: nothing was tried)."""
+        for step in self._slots.close():
+            self._writer.record(Released(step, requeue=True))
 
     async def _run(self, step: Step) -> None:
         outcome: Outcome

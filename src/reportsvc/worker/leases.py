@@ -1,5 +1,6 @@
 """Keeping leases: every `LEASE_SECONDS / 3`, renew the lease of every step this worker
-holds (running, or finished with its result not yet written), and abandon any running step
+holds (running, finished with its result not yet written, or claimed and waiting for a
+slot), and abandon any running step
 whose lease was taken over or whose job was cancelled or failed meanwhile."""
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ class LeaseKeeper:
 
     async def renew(self) -> None:
         held = [h for h in self._slots if not h.abandoned]
-        if not held:
+        waiting = self._slots.waiting
+        if not held and not waiting:
             return
         kept = await self._queue.extend_leases(
-            self._worker_id, [h.step for h in held], self._config.lease_seconds
+            self._worker_id, [h.step for h in held] + waiting, self._config.lease_seconds
         )
+        for step in waiting:
+            if step.id not in kept:
+                # Not started yet, and no longer ours to start: its lease lapses and the
+                # rescuer deals with the row.
+                self._slots.forget(step)
         # Judge only the steps asked about: others may have been claimed during the call.
         for h in held:
             if h.step.id not in kept and h.running:

@@ -102,10 +102,17 @@ class ResultWriter:
                 self._slots.release(outcome.step)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        written = await self._queue.write(self._worker_id, batch)
+        # Their slots count as room for the next claim while this write is in flight.
+        committing = sum(self._slots.get(o.step) is not None for o in batch)
+        self._slots.committing(committing)
+        try:
+            written = await self._queue.write(self._worker_id, batch)
+            for outcome in batch:
+                self._slots.release(outcome.step)
+        finally:
+            self._slots.committing(-committing)
         tally: dict[tuple[StepKind, str], int] = {}
         for outcome in batch:
-            self._slots.release(outcome.step)
             key = (outcome.step.kind, _OUTCOME_NAMES[type(outcome)])
             tally[key] = tally.get(key, 0) + 1
         for key, count in tally.items():

@@ -1,20 +1,29 @@
-"""A worker's slots: how many steps it may hold at once, and which it holds.
+"""A worker's slots: how many steps it may run at once, which it holds, and which wait.
 
-A step takes a slot when it is claimed and gives it back only once its outcome is
-committed, not when the model answers: so a worker never holds more than `concurrency`
-leases, and a `kill -9` can cost at most that many model calls to be made again.
+A step takes a slot when it starts and gives it back only once its outcome is committed,
+not when the model answers: so a worker never has more than `concurrency` model calls
+running or answered-but-unwritten, and a `kill -9` can cost at most that many model calls
+to be made again.
+
+Claiming is pipelined with writing: the slots of results being committed count as room
+for the next claim, so the claim's round trip overlaps the write's instead of following
+it. A step claimed before its slot is free waits here, holding a lease but no model call,
+and starts the moment a slot is given back (waiting costs a write's round trip at most;
+its lease is renewed like any other). A `kill -9` costs a waiting step its lease, not a
+model call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 
 from reportsvc.domain import Step
 
 
 class Held:
-    """One step this worker holds, from its claim until its outcome is written."""
+    """One step this worker runs, from its start until its outcome is written."""
 
     __slots__ = ("abandoned", "call", "step")
 
@@ -37,13 +46,24 @@ class Slots:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._held: dict[int, Held] = {}
+        # Claimed steps waiting for a slot, in claim order.
+        self._waiting: deque[Step] = deque()
         # Slots promised to claims in flight.
         self._reserved = 0
+        # Held steps whose outcomes are in a write in flight: free once it commits.
+        self._committing = 0
         # Set whenever room may have appeared; waiters clear it before they wait.
         self.freed = asyncio.Event()
+        # Starts a step in a free slot (the executor's); called as slots are given back.
+        self.starter: Callable[[Step], None] | None = None
+        self._closed = False
 
-    def free(self) -> int:
-        return self.capacity - len(self._held) - self._reserved
+    def claimable(self) -> int:
+        """How many more steps a claim may take now: free slots, and those whose results
+        are being committed, less the ones already promised or waiting."""
+        return (
+            self.capacity - len(self._held) + self._committing - self._reserved - len(self._waiting)
+        )
 
     def reserve(self, count: int) -> None:
         self._reserved += count
@@ -51,6 +71,13 @@ class Slots:
     def unreserve(self, count: int) -> None:
         self._reserved -= count
         self.freed.set()
+
+    def admit(self, step: Step) -> bool:
+        """A step was claimed: True if it may start now; else it waits for a slot."""
+        if not self._closed and not self._waiting and len(self._held) < self.capacity:
+            return True
+        self._waiting.append(step)
+        return False
 
     def hold(self, step: Step, call: asyncio.Task[None]) -> Held:
         previous = self._held.get(step.id)
@@ -65,12 +92,37 @@ class Slots:
         held = self._held.get(step.id)
         return held if held is not None and held.step.attempt == step.attempt else None
 
+    def committing(self, count: int) -> None:
+        """`count` held steps' outcomes are being written (negative: the write ended)."""
+        self._committing += count
+        self.freed.set()
+
     def release(self, step: Step) -> None:
-        """The step's outcome is committed (or given up on): its slot is free."""
+        """The step's outcome is committed (or given up on): its slot goes to the first
+        waiting step, or is free."""
         held = self._held.get(step.id)
         if held is not None and held.step.attempt == step.attempt:
             del self._held[step.id]
+        while self._waiting and len(self._held) < self.capacity and not self._closed:
+            assert self.starter is not None
+            self.starter(self._waiting.popleft())
         self.freed.set()
+
+    def close(self) -> list[Step]:
+        """Stop starting waiting steps; returns them (they go back to the queue)."""
+        self._closed = True
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        return waiting
+
+    def forget(self, step: Step) -> None:
+        """A waiting step whose lease is no longer ours: it will not start."""
+        if step in self._waiting:
+            self._waiting.remove(step)
+
+    @property
+    def waiting(self) -> list[Step]:
+        return list(self._waiting)
 
     def __len__(self) -> int:
         return len(self._held)

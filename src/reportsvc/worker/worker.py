@@ -123,6 +123,7 @@ class Worker:
             background.append(asyncio.create_task(self._wakeups.run(), name="wakeups"))
         try:
             await self._claimer.run()
+            self._executor.release_waiting()
             await finish_running(
                 self._slots,
                 self._executor,
@@ -130,6 +131,7 @@ class Worker:
                 hurry=self._hurry,
             )
         finally:
+            self._executor.release_waiting()
             await self._executor.cancel_running()  # releases them, if anything still runs
             await write_last_results(self._writer, writing)
             for task in background:
