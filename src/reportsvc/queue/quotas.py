@@ -56,7 +56,7 @@ UNLIMITED_SECONDS: Final = 1.0
 SETTLE_SECONDS: Final = 0.2
 # Calls booked ahead by one statement, at most, when the model's buckets have no backlog,
 # and the share of the limit they may span (so at most 25 ms of it is handed out locally).
-PREFETCH: Final = 128
+PREFETCH: Final = 512
 PREFETCH_SECONDS: Final = 0.025
 # A start less than this far off is now: no timer waits less (the event loop's resolution
 # is a millisecond), and a call's sleep would cost it a turn of the loop for nothing.
