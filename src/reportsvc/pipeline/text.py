@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 # Some OpenAI-compatible local models (DeepSeek-R1, Qwen3 and others served by Ollama or
@@ -21,9 +22,12 @@ def strip_reasoning(text: str) -> str:
     return _UNCLOSED_REASONING.sub("", text)
 
 
+_NOT_WORDS: Final = re.compile(r"[\W_]+")
+
+
 def comparable(text: str) -> str:
     """`text` for comparison: lower case, punctuation and spacing folded to single spaces."""
-    return re.sub(r"[\W_]+", " ", text).casefold().strip()
+    return _NOT_WORDS.sub(" ", text).casefold().strip()
 
 
 def clean_section(text: str, title: str) -> str:
@@ -59,7 +63,7 @@ def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
         return "empty"
     if _title_key(text) == _title_key(title) or not clean_section(text, title):
         return "only the section's title"
-    titles = {_title_key(t) for t in outline}
+    titles = _title_keys(tuple(outline))
     echoed: set[str] = set()
     prose_words = 0
     for line in text.splitlines():
@@ -68,6 +72,14 @@ def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
             echoed.add(key)
         else:
             prose_words += len(key.split())
-    if len(echoed) >= min(2, len(titles)) and prose_words < _ECHO_PROSE_WORDS:
+            if prose_words >= _ECHO_PROSE_WORDS:
+                return None  # prose enough to be a section, whatever it repeats
+    if len(echoed) >= min(2, len(titles)):
         return "the outline repeated back"
     return None
+
+
+@lru_cache(maxsize=256)
+def _title_keys(outline: tuple[str, ...]) -> frozenset[str]:
+    """The outline's titles, folded: every section of a report asks about the same ones."""
+    return frozenset(_title_key(t) for t in outline)
