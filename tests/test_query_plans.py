@@ -36,6 +36,22 @@ async def explain(conn: asyncpg.Connection, query: str, *args: object) -> list[d
     return _plan_nodes(json.loads(rows)[0]["Plan"])
 
 
+async def _writing_jobs(conn: asyncpg.Connection, count: int) -> None:
+    """`count` jobs being written, each with two queued section steps."""
+    await conn.execute(
+        """WITH live AS (
+               INSERT INTO jobs (topic, model, status, outline, sections_total, deadline_at)
+               SELECT 't', 'm', 'writing', ARRAY['a', 'b'], 2, now() + interval '1 day'
+               FROM generate_series(1, $1)
+               RETURNING id
+           )
+           INSERT INTO steps (job_id, kind, position, title)
+           SELECT id, 'section', p - 1, (ARRAY['a', 'b'])[p]
+           FROM live, generate_series(1, 2) p""",
+        count,
+    )
+
+
 async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute(
@@ -51,17 +67,7 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
                SELECT id, 'section', p - 1, (ARRAY['a', 'b', 'c', 'd'])[p], 'done', 1, 'text'
                FROM finished, generate_series(1, 4) p"""
         )
-        await conn.execute(
-            """WITH live AS (
-                   INSERT INTO jobs (topic, model, status, outline, sections_total, deadline_at)
-                   SELECT 't', 'm', 'writing', ARRAY['a', 'b'], 2, now() + interval '1 day'
-                   FROM generate_series(1, 20)
-                   RETURNING id
-               )
-               INSERT INTO steps (job_id, kind, position, title)
-               SELECT id, 'section', p - 1, (ARRAY['a', 'b'])[p]
-               FROM live, generate_series(1, 2) p"""
-        )
+        await _writing_jobs(conn, 20)
         await conn.execute(
             """WITH new AS (
                    INSERT INTO jobs (topic, model, deadline_at)
@@ -116,17 +122,7 @@ async def test_the_claim_is_planned_once_and_its_plan_reused(pool: asyncpg.Pool)
     reusable plan after its first five custom plans: with them as parameters it planned
     every claim again (the LIMIT's generic plan was costed for a tenth of the queue)."""
     async with pool.acquire() as conn:
-        await conn.execute(
-            """WITH live AS (
-                   INSERT INTO jobs (topic, model, status, outline, sections_total, deadline_at)
-                   SELECT 't', 'm', 'writing', ARRAY['a', 'b'], 2, now() + interval '1 day'
-                   FROM generate_series(1, 200)
-                   RETURNING id
-               )
-               INSERT INTO steps (job_id, kind, position, title)
-               SELECT id, 'section', p - 1, (ARRAY['a', 'b'])[p]
-               FROM live, generate_series(1, 2) p"""
-        )
+        await _writing_jobs(conn, 200)
         await conn.execute("ANALYZE jobs")
         await conn.execute("ANALYZE steps")
         for bound in (0, 2):

@@ -4,7 +4,7 @@ never more than `concurrency` model calls running or answered-but-unwritten."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -67,9 +67,10 @@ async def _writes_blocked(database_url: str) -> AsyncIterator[None]:
         await conn.close()
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await condition():
+async def _until(pool: asyncpg.Pool, query: str, *args: object) -> None:
+    """Wait (10 s at most) until `query` answers true."""
+    async with asyncio.timeout(10):
+        while not await pool.fetchval(query, *args):
             await asyncio.sleep(0.01)
 
 
@@ -85,12 +86,11 @@ def _worker(pool: asyncpg.Pool, database_url: str, runner: CountingRunner) -> Wo
     return build_worker(pool, runner, config)
 
 
-async def _leased(pool: asyncpg.Pool, worker: Worker) -> int:
-    count: int = await pool.fetchval(
-        "SELECT count(*) FROM steps WHERE status = 'running' AND lease_owner = $1",
-        worker.worker_id,
-    )
-    return count
+LEASED = "SELECT count(*) FROM steps WHERE status = 'running' AND lease_owner = $1"
+
+
+async def _until_leased(pool: asyncpg.Pool, worker: Worker, count: int) -> None:
+    await _until(pool, f"SELECT ({LEASED}) = $2", worker.worker_id, count)
 
 
 async def test_a_claim_overlaps_a_write_but_its_steps_wait_for_their_slots(
@@ -104,20 +104,12 @@ async def test_a_claim_overlaps_a_write_but_its_steps_wait_for_their_slots(
         async with _writes_blocked(database_url):
             # Two steps ran and wait to be written; while that write is in flight, the
             # next two are claimed (leased) but not started: calls stay at two.
-            async def four_leased() -> bool:
-                return await _leased(pool, worker) == 4
-
-            await _until(four_leased)
+            await _until_leased(pool, worker, 4)
             await asyncio.sleep(0.2)
             assert len(runner.calls) == 2, runner.calls
             assert worker.held == 2
-            assert await _leased(pool, worker) == 4
-        completed = "SELECT status = 'completed' FROM jobs"
-
-        async def done() -> bool:
-            return bool(await pool.fetchval(completed))
-
-        await _until(done)
+            assert await pool.fetchval(LEASED, worker.worker_id) == 4
+        await _until(pool, "SELECT status = 'completed' FROM jobs")
     finally:
         worker.hurry()
         await running
@@ -135,11 +127,7 @@ async def test_stopping_returns_steps_still_waiting_for_a_slot_to_the_queue(
     worker = _worker(pool, database_url, runner)
     running = asyncio.create_task(worker.run())
     async with _writes_blocked(database_url):
-
-        async def four_leased() -> bool:
-            return await _leased(pool, worker) == 4
-
-        await _until(four_leased)
+        await _until_leased(pool, worker, 4)
         worker.stop()
         await asyncio.sleep(0.2)
     await asyncio.wait_for(running, 15)

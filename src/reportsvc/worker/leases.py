@@ -1,7 +1,7 @@
 """Keeping leases: every `LEASE_SECONDS / 3`, renew the lease of every step this worker
 holds (running, finished with its result not yet written, or claimed and waiting for a
-slot), and abandon any running step
-whose lease was taken over or whose job was cancelled or failed meanwhile."""
+slot), and abandon any running step whose lease was taken over or whose job was
+cancelled or failed meanwhile."""
 
 from __future__ import annotations
 
