@@ -48,6 +48,8 @@ class Written(msgspec.Struct, kw_only=True):
     lost: int = 0
     completed_jobs: list[UUID] = msgspec.field(default_factory=list)
     failed_jobs: list[UUID] = msgspec.field(default_factory=list)
+    # Jobs of the batch found already ended (cancelled or failed by someone else).
+    ended_jobs: list[UUID] = msgspec.field(default_factory=list)
 
 
 class Rescue(msgspec.Struct, frozen=True):
@@ -148,7 +150,7 @@ class StepQueue:
         for requeue in (True, False):
             batch = [o for o in released if o.requeue is requeue]
             if batch:
-                await self.pool.fetchval(
+                row = await self.pool.fetchrow(
                     Q["release_steps"],
                     worker_id,
                     [o.step.id for o in batch],
@@ -157,6 +159,8 @@ class StepQueue:
                     [o.delay for o in batch],
                     [o.waiting_for for o in batch],
                 )
+                assert row is not None
+                written.ended_jobs += row["ended"]
         return written
 
     async def _complete(self, worker_id: str, done: list[Done], written: Written) -> None:
@@ -178,6 +182,7 @@ class StepQueue:
         written.written = row["written"]
         written.lost = len(done) - row["written"]
         written.completed_jobs = row["completed"]
+        written.ended_jobs += row["ended"]
         self.publisher.progress(row["moved"])
 
     async def _retry(self, worker_id: str, retries: list[Failed]) -> None:

@@ -239,6 +239,8 @@ queued AS (
 SELECT (SELECT count(*) FROM done) AS written,
        ARRAY(SELECT id FROM counted UNION ALL SELECT id FROM outlined) AS moved,
        ARRAY(SELECT id FROM counted WHERE status = 'completed' ORDER BY id) AS completed,
+       -- Jobs that had ended (failed, cancelled) before these steps were written.
+       ARRAY(SELECT id FROM counted WHERE status NOT IN ({active_jobs}, 'completed')) AS ended,
        q.n AS queued,
        -- New steps wake idle workers; sent with the commit, so it cannot be lost if this
        -- worker dies right after. (Only statements that queued something notify: a NOTIFY
@@ -315,9 +317,11 @@ WITH released AS (
     WHERE s.id = i.id AND s.attempts = i.attempt
       AND coalesce(s.status = 'running' AND s.lease_owner = $1, false)  -- fenced: see complete_steps
       AND j.id = s.job_id
-    RETURNING s.id, s.status
+    RETURNING s.id, s.job_id, s.status
 )
 SELECT count(*) AS released,
+       -- The jobs that ended meanwhile (their steps were cancelled, not requeued).
+       ARRAY(SELECT DISTINCT job_id FROM released WHERE status = 'cancelled') AS ended,
        CASE WHEN count(*) FILTER (WHERE status = 'queued') > 0
             THEN pg_notify('reportsvc_work', 'steps') END AS notified
 FROM released;

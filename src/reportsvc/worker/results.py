@@ -12,7 +12,7 @@ from reportsvc.backoff import Backoff
 from reportsvc.domain import StepKind
 from reportsvc.metrics import JOBS_FINISHED, STEPS_FINISHED
 from reportsvc.queue.outcomes import Done, Failed, Outcome, Released
-from reportsvc.queue.steps import StepQueue
+from reportsvc.queue.steps import StepQueue, Written
 from reportsvc.worker.executor import step_ids
 from reportsvc.worker.outages import DATABASE_ERRORS, Outages
 from reportsvc.worker.slots import Slots
@@ -101,16 +101,26 @@ class ResultWriter:
                 log.exception("dropping a result that cannot be written", **step_ids(outcome.step))
                 self._slots.release(outcome.step)
 
-    async def _write(self, batch: list[Outcome]) -> None:
+    async def _commit(self, batch: list[Outcome]) -> Written:
+        """Write the batch and give back its slots."""
         # Their slots count as room for the next claim while this write is in flight.
         committing = sum(self._slots.get(o.step) is not None for o in batch)
         self._slots.committing(committing)
         try:
             written = await self._queue.write(self._worker_id, batch)
+            # Steps claimed early for a job that has ended since must not start as slots
+            # are given back: they go back as abandoned.
+            if ended := {*written.ended_jobs, *written.failed_jobs}:
+                for step in self._slots.drop_waiting(ended):
+                    self.record(Released(step, requeue=False))
             for outcome in batch:
                 self._slots.release(outcome.step)
         finally:
             self._slots.committing(-committing)
+        return written
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        written = await self._commit(batch)
         tally: dict[tuple[StepKind, str], int] = {}
         for outcome in batch:
             key = (outcome.step.kind, _OUTCOME_NAMES[type(outcome)])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
+from uuid import UUID
 
 from reportsvc.domain import Step
 
@@ -114,6 +115,13 @@ class Slots:
         waiting = list(self._waiting)
         self._waiting.clear()
         return waiting
+
+    def drop_waiting(self, job_ids: set[UUID]) -> list[Step]:
+        """The waiting steps of jobs that have ended: they will not start."""
+        dropped = [step for step in self._waiting if step.job_id in job_ids]
+        for step in dropped:
+            self._waiting.remove(step)
+        return dropped
 
     def forget(self, step: Step) -> None:
         """A waiting step whose lease is no longer ours: it will not start."""
