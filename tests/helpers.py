@@ -14,6 +14,7 @@ import httpx
 import msgspec
 
 from reportsvc.domain import JobOptions, JobStatus, StepRunner
+from reportsvc.llm.fake import FakeLLMThread
 from reportsvc.queue.notifications import Publisher
 from reportsvc.queue.operations import OperationsStore
 from reportsvc.queue.reports import JobRow, ReportStore
@@ -134,3 +135,11 @@ async def submit(stores: Stores, topic: str = "The Roman Empire", sections: int 
     )
     assert job_id is not None
     return job_id
+
+
+async def wait_until_calls(fake: FakeLLMThread, kind: str, count: int) -> None:
+    """Until the stand-in model has received `count` calls of `kind` (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while fake.stats().calls.get(kind, 0) < count:
+        assert time.monotonic() < deadline, fake.stats()
+        await asyncio.sleep(0.05)

@@ -20,6 +20,7 @@ import pytest
 from reportsvc.db import migrate
 from reportsvc.embedded import EmbeddedPostgres
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
+from tests.helpers import wait_until_calls
 from tests.processes import CHAOS_ENV, cluster, wait_until
 
 pytestmark = pytest.mark.slow
@@ -189,13 +190,6 @@ async def test_sigterm_during_a_call_releases_rows_for_immediate_reclaim(
         # Back in the queue, claimable right now, and the interrupted attempt not counted.
         assert dict(row) == {"status": "queued", "attempts": 0, "lease_owner": None, "ready": True}
     assert "releasing unfinished steps" in worker.output()
-
-
-async def wait_until_calls(fake: FakeLLMThread, kind: str, count: int) -> None:
-    deadline = time.monotonic() + 20
-    while fake.stats().calls.get(kind, 0) < count:
-        assert time.monotonic() < deadline, fake.stats()
-        await asyncio.sleep(0.05)
 
 
 async def test_a_released_step_is_taken_by_another_worker_at_once(

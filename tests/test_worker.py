@@ -13,7 +13,14 @@ import pytest
 from reportsvc.domain import JobStatus
 from reportsvc.llm.fake import FakeConfig, FakeLLMThread, Faults
 from reportsvc.settings import Settings
-from tests.helpers import Stores, make_settings, running_worker, submit, wait_for_job
+from tests.helpers import (
+    Stores,
+    make_settings,
+    running_worker,
+    submit,
+    wait_for_job,
+    wait_until_calls,
+)
 
 
 async def test_two_workers_share_one_report_and_write_each_section_once(
@@ -169,6 +176,8 @@ async def test_cancel_stops_new_model_calls(
     job_id = (await client.post("/reports", json={"topic": "Comets"})).json()["jobId"]
     async with running_worker(stores, settings, concurrency=2):
         await wait_for_job(stores, UUID(job_id), statuses=(JobStatus.WRITING,))
+        # Both slots busy with section calls (0.4 s each): any later call is a new one.
+        await wait_until_calls(fake_llm, "section", 2)
         response = await client.delete(f"/reports/{job_id}")
         assert response.status_code == 200
         assert response.json() == {"jobId": job_id, "status": "cancelled"}
