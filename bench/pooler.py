@@ -94,7 +94,7 @@ async def measure_path(url: str, *, prepared: bool, claims: int) -> dict[str, An
                 tx = conn.transaction()
                 await tx.start()
                 try:
-                    await conn.fetch(CLAIM, "bench", 600.0)
+                    await conn.fetch(CLAIM, "bench", 600.0, BATCH)
                 finally:
                     await tx.rollback()
 
@@ -114,18 +114,18 @@ async def planning_ms(url: str, rounds: int = 200) -> dict[str, float]:
     prepared: list[float] = []
     unnamed: list[float] = []
     try:
-        await conn.execute(f"PREPARE claim(text, float8) AS {query}")
+        await conn.execute(f"PREPARE claim(text, float8, int) AS {query}")
         for i in range(rounds):
             tx = conn.transaction()
             await tx.start()
             try:
                 plan = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('bench', 600)"
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim('bench', 600, {BATCH})"
                 )
                 if i >= 6:
                     prepared.append(json.loads(plan)[0]["Planning Time"])
                 plan = await conn.fetchval(
-                    f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", "bench", 600.0
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", "bench", 600.0, BATCH
                 )
                 unnamed.append(json.loads(plan)[0]["Planning Time"])
             finally:

@@ -106,7 +106,7 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
         full_server = await _server_times(conn)
         plan = await conn.fetch(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-            + CLAIM.replace("$1", "'bench'").replace("$2", "30")
+            + CLAIM.replace("$1", "'bench'").replace("$2", "30").replace("$3", "10")
         )
         counts = dict(await conn.fetch("SELECT status, count(*) FROM steps GROUP BY status"))
     finally:
@@ -130,7 +130,9 @@ async def _vacuum(conn: asyncpg.Connection) -> None:
 async def _server_times(conn: asyncpg.Connection, samples: int = 30) -> dict[str, float]:
     """Planning and execution time of the claim as PostgreSQL reports them."""
     planning, execution = [], []
-    statement = "EXPLAIN (ANALYZE, SUMMARY) " + CLAIM.replace("$1", "'bench'").replace("$2", "30")
+    statement = "EXPLAIN (ANALYZE, SUMMARY) " + CLAIM.replace("$1", "'bench'").replace(
+        "$2", "30"
+    ).replace("$3", "10")
     for _ in range(samples):
         for (line,) in await conn.fetch(statement):
             if line.startswith("Planning Time"):
@@ -144,7 +146,7 @@ async def _claim_latencies(conn: asyncpg.Connection, samples: int) -> list[float
     latencies = []
     for _ in range(samples):
         started = time.perf_counter()
-        rows = await conn.fetch(CLAIM, "bench", 30.0)  # 10 steps, no bound per owner
+        rows = await conn.fetch(CLAIM, "bench", 30.0, 10)  # 10 steps, no bound per owner
         latencies.append((time.perf_counter() - started) * 1000)
         if len(rows) != 10:
             raise RuntimeError("ran out of queued sections while measuring claims")

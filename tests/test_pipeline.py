@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from reportsvc.domain import JobOptions
@@ -23,7 +25,7 @@ from reportsvc.pipeline.prompts import (
     outline_response_format,
     section_messages,
 )
-from reportsvc.pipeline.text import clean_section, section_problem, strip_reasoning
+from reportsvc.pipeline.text import clean_section, comparable, section_problem, strip_reasoning
 
 
 def test_roman_numerals() -> None:
@@ -270,6 +272,39 @@ def test_the_outline_prompt_fits_its_format_and_has_no_example_titles() -> None:
 )
 def test_answers_that_are_not_sections_are_recognised(answer: str, problem: str) -> None:
     assert section_problem(answer, "II. Peak", ["I. Rise", "II. Peak", "III. Fall"]) == problem
+
+
+def _title_only(answer: str, title: str) -> bool:
+    """The title check on the whole answer, folded at once (what `section_problem` skips
+    for answers with enough prose)."""
+    text = strip_reasoning(answer).strip()
+    key = re.sub(r"^(?:(?:[0-9]{1,2}|[ivxlc]{1,6})\s+)+", "", comparable(text))
+    title_key = re.sub(r"^(?:(?:[0-9]{1,2}|[ivxlc]{1,6})\s+)+", "", comparable(title))
+    return key == title_key or not clean_section(text, title)
+
+
+_LINES = st.lists(
+    st.one_of(
+        st.sampled_from(["I. Rise", "II. Peak", "## II. Peak", "III. Fall", "1.", "iv", "", "**"]),
+        st.text(alphabet="ab ,.\n", max_size=40),
+        st.just("word " * 30),
+        st.just("A very long title " * 4),  # half of the long title below
+    ),
+    max_size=8,
+)
+
+
+@given(_LINES, st.sampled_from(["II. Peak", "Peak", "A very long title " * 8]))
+@example(["A very long title " * 4] * 2, "A very long title " * 8)  # the title over two lines
+def test_an_answer_is_only_the_title_exactly_when_folding_all_of_it_says_so(
+    lines: list[str], title: str
+) -> None:
+    answer = "\n".join(lines)
+    problem = section_problem(answer, title, ["I. Rise", title, "III. Fall"])
+    if _title_only(answer, title) and strip_reasoning(answer).strip():
+        assert problem == "only the section's title"
+    else:
+        assert problem != "only the section's title"
 
 
 def test_a_section_that_mentions_other_titles_in_prose_is_a_section() -> None:

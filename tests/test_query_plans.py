@@ -79,14 +79,14 @@ async def test_claims_use_the_partial_indexes_with_many_finished_rows(pool: asyn
         await conn.execute("ANALYZE jobs")
         await conn.execute("ANALYZE steps")
 
-        nodes = await explain(conn, claim_sql(10, 0), "w", 30.0)
+        nodes = await explain(conn, claim_sql(32, 0), "w", 30.0, 10)
         scans = {n.get("Index Name") for n in nodes if n.get("Relation Name") == "steps"}
         assert "steps_claim_idx" in scans
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
         # In claim order: no sort on top of the index scan.
         assert not [n for n in nodes if n["Node Type"] == "Sort"], nodes
         # With a bound per owner, owners are still looked up by key, never scanned.
-        nodes = await explain(conn, claim_sql(10, 2), "w", 30.0)
+        nodes = await explain(conn, claim_sql(32, 2), "w", 30.0, 10)
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], nodes
 
         nodes = await explain(conn, "rescue_steps", 5, "lost", 40)
@@ -118,23 +118,25 @@ async def test_listing_one_owners_jobs_uses_the_owner_index(pool: asyncpg.Pool) 
 
 
 async def test_the_claim_is_planned_once_and_its_plan_reused(pool: asyncpg.Pool) -> None:
-    """The claim's size and bound are literals, so PostgreSQL's plan cache settles on one
-    reusable plan after its first five custom plans: with them as parameters it planned
-    every claim again (the LIMIT's generic plan was costed for a tenth of the queue)."""
+    """A worker's claim has one text whatever the number it asks for (its ceiling and bound
+    are literals), so PostgreSQL's plan cache settles on one reusable plan after its first
+    five custom plans: with `LIMIT $3` alone it planned every claim again (the generic plan
+    was costed for a tenth of the queue), and with a text per size each size was planned
+    anew on every connection."""
     async with pool.acquire() as conn:
         await _writing_jobs(conn, 200)
         await conn.execute("ANALYZE jobs")
         await conn.execute("ANALYZE steps")
         for bound in (0, 2):
             name = f"claim_bound_{bound}"
-            await conn.execute(f"PREPARE {name}(text, float8) AS {claim_sql(10, bound)}")
-            for _ in range(8):
+            await conn.execute(f"PREPARE {name}(text, float8, int) AS {claim_sql(32, bound)}")
+            for limit in (10, 3, 32, 7, 10, 1, 20, 10):
                 transaction = conn.transaction()
                 await transaction.start()
                 try:
-                    claimed = await conn.fetch(f"EXECUTE {name}('w', 30)")
+                    claimed = await conn.fetch(f"EXECUTE {name}('w', 30, {limit})")
                     # Anonymous jobs share one owner: with a bound of 2, two.
-                    assert len(claimed) == (bound or 10)
+                    assert len(claimed) == min(limit, bound or limit)
                 finally:
                     await transaction.rollback()
             plans = await conn.fetchrow(
@@ -144,3 +146,26 @@ async def test_the_claim_is_planned_once_and_its_plan_reused(pool: asyncpg.Pool)
             assert plans is not None
             assert plans["custom_plans"] == 5, (bound, dict(plans))
             assert plans["generic_plans"] == 3, (bound, dict(plans))
+
+
+async def test_a_claim_locks_only_the_rows_it_takes(pool: asyncpg.Pool) -> None:
+    """The ceiling is only the planner's: a claim of 3 under a ceiling of 32 locks 3 rows,
+    so another worker claiming at the same moment takes the next ones, not nothing."""
+    async with pool.acquire() as first, pool.acquire() as second:
+        await _writing_jobs(first, 20)
+        transaction = first.transaction()
+        await transaction.start()
+        try:
+            await first.execute("SET LOCAL lock_timeout = '1s'")
+            taken = await first.fetch(claim_sql(32, 0), "first", 30.0, 3)
+            assert len(taken) == 3
+            locked = await second.fetchval(
+                """SELECT count(*) FROM steps
+                   WHERE id IN (SELECT id FROM steps WHERE status = 'queued'
+                                FOR UPDATE SKIP LOCKED)"""
+            )
+            # 40 steps, 3 of them being claimed (their new versions are not yet visible):
+            # the other 37 are still free to lock.
+            assert locked == 37
+        finally:
+            await transaction.rollback()

@@ -61,9 +61,11 @@ def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
     text = strip_reasoning(answer).strip()
     if not text:
         return "empty"
-    if _title_key(text) == _title_key(title) or not clean_section(text, title):
-        return "only the section's title"
     titles = _title_keys(tuple(outline))
+    # An answer with more words outside the outline's titles than the title has is not the
+    # title alone either: a real section is settled within its first lines, without folding
+    # the whole of it (every section's answer passes through here).
+    enough = max(_ECHO_PROSE_WORDS, len(comparable(title).split()) + 1)
     echoed: set[str] = set()
     prose_words = 0
     for line in text.splitlines():
@@ -72,8 +74,10 @@ def section_problem(answer: str, title: str, outline: list[str]) -> str | None:
             echoed.add(key)
         else:
             prose_words += len(key.split())
-            if prose_words >= _ECHO_PROSE_WORDS:
+            if prose_words >= enough:
                 return None  # prose enough to be a section, whatever it repeats
+    if _title_key(text) == _title_key(title) or not clean_section(text, title):
+        return "only the section's title"
     if len(echoed) >= min(2, len(titles)):
         return "the outline repeated back"
     return None

@@ -30,8 +30,8 @@ _json = msgspec.json.Encoder().encode
 
 
 @lru_cache(maxsize=1024)
-def _claim_sql(limit: int, max_running_per_owner: int) -> str:
-    return literal(Q["claim_steps"], claim_limit=limit, owner_bound=max_running_per_owner)
+def _claim_sql(ceiling: int, max_running_per_owner: int) -> str:
+    return literal(Q["claim_steps"], claim_limit=ceiling, owner_bound=max_running_per_owner)
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -63,21 +63,29 @@ class StepQueue:
         self.publisher = publisher
 
     async def claim(
-        self, worker_id: str, limit: int, lease_seconds: float, *, max_running_per_owner: int = 0
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        ceiling: int | None = None,
+        max_running_per_owner: int = 0,
     ) -> Claim:
         """Up to `limit` steps, leased to `worker_id`, in turn order (owners take turns;
         within an owner, reports under way before new ones). One round trip (two for a
-        summary step, or when webhook deliveries are among them)."""
+        summary step, or when webhook deliveries are among them). `ceiling`: the most any
+        of this worker's claims asks for (its batch size), the same on every call, so the
+        statement has one text and one plan whatever `limit` is."""
+        ceiling = max(limit, ceiling or limit)
+        sql = _claim_sql(ceiling, max_running_per_owner)
         if max_running_per_owner:
             # Claims that count running steps take turns, cluster-wide: two at once would
             # each see the other's steps as not yet running and pass the bound together.
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", BOUNDED_CLAIMS_LOCK)
-                rows = await conn.fetch(
-                    _claim_sql(limit, max_running_per_owner), worker_id, lease_seconds
-                )
+                rows = await conn.fetch(sql, worker_id, lease_seconds, limit)
         else:
-            rows = await self.pool.fetch(_claim_sql(limit, 0), worker_id, lease_seconds)
+            rows = await self.pool.fetch(sql, worker_id, lease_seconds, limit)
         steps = [
             Step(
                 id=r[0],

@@ -9,15 +9,17 @@
 
 
 -- name: claim_steps
--- $1 worker id, $2 lease (s). Written into the statement as numbers, not passed as
--- parameters: {claim_limit} how many steps at most, {owner_bound} the most steps one owner
--- may have running (MAX_RUNNING_STEPS_PER_OWNER; 0: no bound). With them as literals the
--- statement is planned once per worker connection and the plan is reused: with a
--- parameter for the LIMIT, a reusable plan is costed as if a tenth of the queue were taken,
--- so PostgreSQL planned the claim again on every call, which cost as much as running it.
--- (One text per claim size: a worker asks for at most CLAIM_BATCH_SIZE.)
+-- $1 worker id, $2 lease (s), $3 how many steps at most (no more than {claim_limit}).
+-- Written into the statement as numbers, not passed as parameters: {claim_limit} the most
+-- any claim of this worker asks for (CLAIM_BATCH_SIZE), {owner_bound} the most steps one
+-- owner may have running (MAX_RUNNING_STEPS_PER_OWNER; 0: no bound). Both are fixed for a
+-- worker, so it has one text, planned once per connection and its plan reused. The literal
+-- ceiling is what makes the reusable plan good: with only `LIMIT $3`, such a plan is costed
+-- as if a tenth of the queue were taken, so PostgreSQL planned the claim again on every
+-- call, which cost as much as running it; with a text per claim size, each size was planned
+-- afresh on each of a worker's connections (five custom plans before the reusable one).
 --
--- Hands out up to {claim_limit} ready steps of any kind in one round trip.
+-- Hands out up to $3 ready steps of any kind in one round trip.
 WITH
 -- 1. Steps ready to run: queued, and not waiting out a retry backoff, in turn order: each
 --    job took a turn when it was created (create_jobs), so owners with work queued take
@@ -31,18 +33,23 @@ WITH
 --    the condition is `0 = 0 OR ...`, gone when the statement is planned. Owners are
 --    looked up by primary key, one row at a time, never by joining the tables: running
 --    steps are few, and a join would be planned for as many as statistics once saw.
+--    Rows are locked as they are read, so the outer LIMIT stops the scan, and the locking,
+--    at $3 rows: the inner, literal one only bounds what the planner expects.
 ready AS (
-    SELECT s.id, s.job_id, s.turn, s.priority, s.run_after
-    FROM steps s
-    WHERE s.status = 'queued' AND s.run_after <= now()
-      AND ({owner_bound} = 0
-           OR (SELECT count(*) FROM steps r
-               WHERE r.status = 'running'
-                 AND (SELECT owner FROM jobs WHERE id = r.job_id) IS NOT DISTINCT FROM
-                     (SELECT owner FROM jobs WHERE id = s.job_id)) < {owner_bound})
-    ORDER BY s.turn, s.priority, s.run_after, s.id
-    LIMIT {claim_limit}
-    FOR UPDATE SKIP LOCKED
+    SELECT * FROM (
+        SELECT s.id, s.job_id, s.turn, s.priority, s.run_after
+        FROM steps s
+        WHERE s.status = 'queued' AND s.run_after <= now()
+          AND ({owner_bound} = 0
+               OR (SELECT count(*) FROM steps r
+                   WHERE r.status = 'running'
+                     AND (SELECT owner FROM jobs WHERE id = r.job_id) IS NOT DISTINCT FROM
+                         (SELECT owner FROM jobs WHERE id = s.job_id)) < {owner_bound})
+        ORDER BY s.turn, s.priority, s.run_after, s.id
+        LIMIT {claim_limit}
+        FOR UPDATE SKIP LOCKED
+    ) candidates
+    LIMIT $3
 ),
 -- 1b. With a bound, no more of one owner's steps than it has room for in this batch
 --     either (the others stay queued; their locks end with the statement). Without one,

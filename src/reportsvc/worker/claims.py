@@ -93,6 +93,7 @@ class Claimer:
                 self._worker_id,
                 want,
                 self._config.lease_seconds,
+                ceiling=self._config.claim_batch_size,
                 max_running_per_owner=self._config.max_running_steps_per_owner,
             )
         except DATABASE_ERRORS as exc:
