@@ -29,6 +29,15 @@ BOUNDED_CLAIMS_LOCK: Final = 0x7265706F7274  # "report"
 _json = msgspec.json.Encoder().encode
 
 
+# A claimed row's kind, looked up rather than constructed (`StepKind(...)` per row showed
+# in profiles of a busy worker).
+_KINDS: Final = {kind.value: kind for kind in StepKind}
+
+
+def _options(value: object) -> JobOptions:
+    return msgspec.convert(value, JobOptions)
+
+
 @lru_cache(maxsize=1024)
 def _claim_sql(ceiling: int, max_running_per_owner: int) -> str:
     return literal(Q["claim_steps"], claim_limit=ceiling, owner_bound=max_running_per_owner)
@@ -86,17 +95,19 @@ class StepQueue:
                 rows = await conn.fetch(sql, worker_id, lease_seconds, limit)
         else:
             rows = await self.pool.fetch(sql, worker_id, lease_seconds, limit)
+        # The steps of one job share its options (frozen): converted once per job.
+        options: dict[UUID, JobOptions] = {}
         steps = [
             Step(
                 id=r[0],
-                kind=StepKind(r[1]),
+                kind=_KINDS[r[1]],
                 job_id=r[2],
                 position=r[3],
                 title=r[4],
                 attempt=r[5],
                 topic=r[7],
                 model=r[8],
-                options=msgspec.convert(r[9], JobOptions),
+                options=options.get(r[2]) or options.setdefault(r[2], _options(r[9])),
                 outline=r[10] or [],
                 previous=r[11],
                 instruction=r[12],
