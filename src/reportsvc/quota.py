@@ -32,7 +32,7 @@ class RateLimits(msgspec.Struct, frozen=True):
 
     @property
     def empty(self) -> bool:
-        return self == RateLimits()
+        return self == _SAYS_NOTHING
 
     @property
     def spent_until(self) -> float | None:
@@ -47,6 +47,9 @@ class RateLimits(msgspec.Struct, frozen=True):
             if remaining == 0 and reset is not None
         ]
         return max(resets, default=None)
+
+
+_SAYS_NOTHING: Final = RateLimits()
 
 
 class Grant(msgspec.Struct, frozen=True):
