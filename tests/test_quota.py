@@ -145,6 +145,42 @@ async def test_a_roomy_limit_books_calls_ahead_and_counts_every_one(
     assert booked <= (calls + ahead) * interval + 1e-6
 
 
+@pytest.mark.parametrize(
+    ("rpm", "tpm"),
+    [(6000.0, None), (None, 60_000.0), (6000.0, 12_000.0)],
+    ids=["requests", "tokens", "tokens bind first"],
+)
+async def test_calls_booked_ahead_are_spaced_as_the_database_booked_them(
+    quotas: QuotaStore, pool: asyncpg.Pool, rpm: float | None, tpm: float | None
+) -> None:
+    """The statement says how many calls ahead it granted, not when each starts: the worker
+    spaces them out itself, and must come out where the buckets were moved to."""
+    await quotas.configure({MODEL: (rpm, tpm)})
+    await quotas.acquire(MODEL, 10)  # spacing known from here on
+    await asyncio.sleep(1.0)  # the buckets catch up: the next call starts now
+    state = quotas._models[MODEL]
+    state.prefetch = 5  # whatever the limit would allow, to measure the spacing
+    first = await quotas.acquire(MODEL, 10)
+    assert first.wait == 0
+    starts = [start for start, _ in state.credits]
+    assert len(starts) == 5
+    per_request = 60.0 / (rpm * HEADROOM) if rpm else 0.0
+    per_call = max(per_request, 10 * 60.0 / (tpm * HEADROOM) if tpm else 0.0)
+    for earlier, later in itertools.pairwise([starts[0] - per_call, *starts]):
+        assert later - earlier == pytest.approx(per_call, abs=0.002)
+    # The buckets moved on by the call asking and the five ahead, no more, no less.
+    tats = await pool.fetchrow(
+        """SELECT extract(epoch FROM request_tat - updated_at) AS requests,
+                  extract(epoch FROM token_tat - updated_at) AS tokens
+           FROM model_quotas WHERE model = $1""",
+        MODEL,
+    )
+    if rpm:
+        assert float(tats["requests"]) == pytest.approx(6 * per_request, abs=0.002)
+    if tpm:
+        assert float(tats["tokens"]) == pytest.approx(6 * 10 * 60.0 / (tpm * HEADROOM), abs=0.002)
+
+
 async def test_a_tight_limit_books_nothing_ahead(quotas: QuotaStore) -> None:
     await quotas.configure({MODEL: (600.0, None)})  # 0.1 s a call: more than the window
     assert 60.0 / (600.0 * HEADROOM) > PREFETCH_SECONDS

@@ -100,15 +100,15 @@ class _Model:
     refill: bool = False  # book ahead with the next statement even if no call asks
     call_tokens: int = 0  # what a call ahead books: the most a call asked for lately
 
-    def booking(self, asking: list[int]) -> list[int]:
-        """The tokens each call booked by the next statement books: the calls asking, then
-        the calls ahead, if any (for calls that ask, or to refill what is running out; a
-        statement that only settles books nothing)."""
+    def booking(self, asking: list[int]) -> int:
+        """How many calls the next statement books ahead, after the calls asking (for calls
+        that ask, or to refill what is running out; a statement that only settles books
+        none). Each books `call_tokens`."""
         extra = self.prefetch if asking or self.refill else 0
         self.refill = False
         if asking:
             self.call_tokens = max(asking)
-        return asking + [self.call_tokens] * extra
+        return extra
 
     def take_credit(self, now: float) -> tuple[float, int] | None:
         """A call booked ahead that can still start (not later than `CREDIT_SECONDS`
@@ -238,7 +238,8 @@ class QuotaStore:
     async def _take(self, model: str, state: _Model) -> None:
         """One statement: the calls asking now, and the answers to settle."""
         asking, state.asking = state.asking, []
-        booking = state.booking([tokens for tokens, _ in asking])
+        tokens = [booked for booked, _ in asking]
+        extra = state.booking(tokens)
         answers, delta, headers = state.answers, state.token_delta, state.headers
         state.answers, state.token_delta, state.headers = 0, 0, RateLimits()
         state.settle_now = False
@@ -249,13 +250,15 @@ class QuotaStore:
             rows = await self.pool.fetch(
                 Q["take_quota"],
                 model,
-                booking,
+                tokens,
                 self.horizon,
                 HEADROOM,
                 LEARNING_SECONDS,
                 answers,
                 delta,
                 *_header_args(headers),
+                extra,
+                state.call_tokens,
             )
         except BaseException as error:
             # The settlement goes with the next statement; the calls asking fail.
@@ -272,24 +275,57 @@ class QuotaStore:
             if not isinstance(error, Exception):
                 raise
             return
+        self._deliver(state, asking, tokens, extra, rows)
+
+    def _deliver(
+        self,
+        state: _Model,
+        asking: list[tuple[int, asyncio.Future[asyncpg.Record | None]]],
+        tokens: list[int],
+        extra: int,
+        rows: list[asyncpg.Record],
+    ) -> None:
+        """Answer the calls asking, keep the calls booked ahead, and judge the next booking."""
+        # The row numbered 0, first, is the calls booked ahead (when any were asked for).
+        ahead = rows[0] if rows and rows[0]["i"] == 0 else None
+        calls = rows[1:] if ahead is not None else rows
         # No row: the model is new (the caller adds it and asks again).
-        found: list[asyncpg.Record | None] = list(rows) if rows else [None] * len(booking)
+        found: list[asyncpg.Record | None] = list(calls) if rows else [None] * len(asking)
         for (_, answer), row in zip(asking, found, strict=False):
             if not answer.done():
                 answer.set_result(row)
-        if rows:
-            self._book_ahead(state, rows[len(asking) :], booking[len(asking) :])
-            state.prefetch = _prefetch(rows[-1], state.call_tokens)
+        if ahead is None:
+            if calls:
+                last = calls[-1]
+                state.prefetch = _prefetch(
+                    last, granted=last["granted"], wait=last["wait"], tokens=state.call_tokens
+                )
+            return
+        last_wait = self._book_ahead(state, ahead, len(tokens), sum(tokens), extra)
+        state.prefetch = _prefetch(
+            ahead, granted=ahead["ahead"] == extra, wait=last_wait, tokens=state.call_tokens
+        )
 
     @staticmethod
-    def _book_ahead(state: _Model, rows: list[asyncpg.Record], tokens: list[int]) -> None:
-        """Keep the calls booked ahead that were granted (a prefix of them)."""
+    def _book_ahead(
+        state: _Model, ahead: asyncpg.Record, asked: int, tokens: int, extra: int
+    ) -> float:
+        """Keep the calls booked ahead that were granted: the first `ahead` of them, spaced
+        as the statement spaced them. Returns the wait of the last one booked (granted or
+        not), for judging the next booking."""
         now = time.monotonic()
-        for row, booked in zip(rows, tokens, strict=True):
-            # By position (granted, wait, unlimited, learns): up to 512 rows a statement.
-            if not row[1] or row[4] or row[5]:
-                break
-            state.credits.append((now + max(0.0, row[2]), booked))
+        per_request: float = ahead["per_request"]
+        per_token: float = ahead["per_token"]
+        first: float = ahead["wait"]
+        each = state.call_tokens
+
+        def offset(j: int) -> float:  # the j-th call ahead, from 1
+            return max((asked + j - 1) * per_request, (tokens + (j - 1) * each) * per_token)
+
+        state.credits.extend(
+            (now + max(0.0, first + offset(j)), each) for j in range(1, ahead["ahead"] + 1)
+        )
+        return first + offset(extra)
 
     async def rate_limited(self, model: str, retry_in: float, limits: RateLimits) -> float:
         self._unlimited_until.pop(model, None)
@@ -303,14 +339,15 @@ class QuotaStore:
         return retry_in if pause is None else max(retry_in, pause)
 
 
-def _prefetch(last: asyncpg.Record, tokens: int) -> int:
+def _prefetch(last: asyncpg.Record, *, granted: bool, wait: float, tokens: int) -> int:
     """How many calls the next statement books ahead, judged by the last call this one
-    booked: none while the model is learning or unlimited, or when that call was refused
-    or starts later than `PREFETCH_SECONDS` from now (a backlog); else as many as fit in
-    `PREFETCH_SECONDS` of the limit, up to `PREFETCH`."""
-    if last["learning"] or last["learns"] or last["unlimited"] or not last["granted"]:
+    booked (`granted`, starting in `wait` s): none while the model is learning or
+    unlimited, or when that call was refused or starts later than `PREFETCH_SECONDS` from
+    now (a backlog); else as many as fit in `PREFETCH_SECONDS` of the limit, up to
+    `PREFETCH`."""
+    if last["learning"] or last["learns"] or last["unlimited"] or not granted:
         return 0
-    if last["wait"] > PREFETCH_SECONDS:
+    if wait > PREFETCH_SECONDS:
         return 0
     per_call = max(last["per_request"], tokens * last["per_token"])
     if per_call <= 0:

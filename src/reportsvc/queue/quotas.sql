@@ -39,6 +39,7 @@ ON CONFLICT (model) DO NOTHING;
 -- last statement: $6 how many there were, $7 tokens the provider counted minus tokens
 -- booked, summed; $8..$13 what the latest headers said: requests limit, remaining,
 -- seconds to reset; tokens limit, remaining, seconds to reset (each NULL when absent).
+-- $14 how many calls to book ahead after those asking (0: none), $15 the tokens each books.
 --
 -- One statement, one round trip, for every call of a worker asking at once (a worker
 -- gathers them while its previous statement is under way), and the settlement of those
@@ -54,6 +55,12 @@ ON CONFLICT (model) DO NOTHING;
 -- provider would answer the first burst with 429s); with none under way, the first call
 -- asking is the one that learns. `unlimited`: no limit known and no pause on; everything
 -- is granted at once.
+--
+-- The calls booked ahead follow the calls asking, each moving the buckets on in the same
+-- way, and are granted as far as they fit within the horizon. Their starts rise evenly, so
+-- how many fit is worked out in one row (`ahead`), not one row per call: that row comes
+-- first, numbered 0, when any were asked for, with the start of the first call asking
+-- (or that would have) as `wait`; the worker spaces them out the same way.
 --
 -- No row comes back when the model is new (add_model, then ask again).
 WITH q AS (
@@ -101,10 +108,34 @@ decided AS (
                AND c.at <= now() + make_interval(secs => $3::float8)) AS granted
     FROM calls c, plan p
 ),
-taken AS (
-    SELECT count(*) FILTER (WHERE granted) AS n,
-           coalesce(sum(tokens) FILTER (WHERE granted), 0) AS tokens
+asked AS (
+    SELECT count(*) AS n, coalesce(sum(tokens), 0) AS tokens,
+           count(*) FILTER (WHERE granted) AS granted_n,
+           coalesce(sum(tokens) FILTER (WHERE granted), 0) AS granted_tokens
     FROM decided
+),
+ahead AS (
+    -- Call j after the asking ones starts max((n + j - 1) * per_request,
+    -- (tokens + (j - 1) * $15) * per_token) after `start`: the largest j within the horizon
+    -- on both counts. None while the limits are unknown or being learned, or unlimited.
+    SELECT CASE WHEN $14::int <= 0 OR p.learning OR NOT p.learned OR p.unlimited THEN 0
+                ELSE greatest(0, least(
+                    $14::int,
+                    CASE WHEN p.per_request > 0
+                         THEN floor(r.room / p.per_request)::bigint - a.n + 1
+                         ELSE $14::int END,
+                    CASE WHEN p.per_token > 0 AND $15::int > 0
+                         THEN floor((r.room / p.per_token - a.tokens) / $15::int)::bigint + 1
+                         WHEN p.per_token > 0 AND r.room < a.tokens * p.per_token THEN 0
+                         ELSE $14::int END))
+           END AS n
+    FROM plan p, asked a,
+         LATERAL (SELECT extract(epoch FROM now() + make_interval(secs => $3::float8) - p.start)
+                         ::float8 AS room) r
+),
+taken AS (
+    SELECT a.granted_n + h.n AS n, a.granted_tokens + h.n * greatest($15::int, 0) AS tokens
+    FROM asked a, ahead h
 ),
 updated AS (
     UPDATE model_quotas m
@@ -131,9 +162,15 @@ updated AS (
     RETURNING m.model
 )
 SELECT d.i, d.granted, extract(epoch FROM d.at - now())::float8 AS wait,
-       p.learning, p.unlimited, NOT p.learned AS learns, p.per_request, p.per_token
+       p.learning, p.unlimited, NOT p.learned AS learns, p.per_request, p.per_token,
+       0::bigint AS ahead
 FROM decided d, plan p
-ORDER BY d.i;
+UNION ALL
+SELECT 0, h.n > 0, extract(epoch FROM p.start - now())::float8,
+       p.learning, p.unlimited, NOT p.learned, p.per_request, p.per_token, h.n
+FROM ahead h, plan p
+WHERE $14::int > 0
+ORDER BY 1;
 
 
 -- name: rate_limited
