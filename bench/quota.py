@@ -213,7 +213,7 @@ async def _count_completed(database_url: str, ids: list[str]) -> int:
     return count
 
 
-async def gate_cost(server_url: str, *, rows: int, rounds: int = 7) -> dict[str, Any]:
+async def gate_cost(server_url: str, *, rows: int, rounds: int = 11) -> dict[str, Any]:
     """Queue throughput (no-op steps, one worker, claims of 10) when each step takes its
     model's quota as a model call does, against the same steps taking none: with the model
     known to have no limit, and with a limit configured far above the rate reached.
