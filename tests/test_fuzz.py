@@ -114,6 +114,7 @@ def test_api_never_fails_and_keeps_its_contract(api_url: str, mode: GenerationMo
         operations.append(result.ok())
     assert len(operations) >= 8
     created: Counter[int] = Counter()
+    keys_sent: set[str] = set()
     for operation in operations:
         creates = operation.label == "POST /reports"
 
@@ -130,6 +131,18 @@ def test_api_never_fails_and_keeps_its_contract(api_url: str, mode: GenerationMo
             response = case.call_and_validate(base_url=api_url, timeout=10)
             if creates:  # noqa: B023 - fuzz() runs within this iteration
                 created[response.status_code] += 1
+                key = (case.headers or {}).get("Idempotency-Key")
+                if response.status_code == 409:
+                    # Only ever a key this run sent before, with another body (hypothesis
+                    # varies the bodies of earlier cases, keys included).
+                    assert key in keys_sent, (key, case.body)
+                    assert response.json()["code"] == "idempotency_key_reused"
+                if response.status_code == 404:
+                    # Only ever a source id that names no source.
+                    assert (case.body or {}).get("sources"), case.body
+                    assert response.json()["code"] == "source_not_found"
+                if key is not None:
+                    keys_sent.add(key)
 
         try:
             fuzz()
@@ -137,11 +150,14 @@ def test_api_never_fails_and_keeps_its_contract(api_url: str, mode: GenerationMo
             # An operation without parameters or body has no invalid requests to make.
             assert mode is GenerationMode.NEGATIVE, operation.label
     if mode is GenerationMode.POSITIVE:
-        # Most bodies the document calls valid start a report; the rest reuse a generated
-        # Idempotency-Key for another body (409), or name a generated sourceId that no
-        # source has (404: no generated body can name one that exists).
-        assert created[202] + created[404] >= 0.8 * created.total(), created
+        # Bodies the document calls valid start a report, or reuse an Idempotency-Key of
+        # this run for another body (409), or name a generated sourceId that no source has
+        # (404: no generated body can name one that exists), each checked case by case
+        # above. How many of each is up to hypothesis: 15, 7 and 3 of 25 in one run, 7, 7
+        # and 11 in another (its cases changed with unrelated edits to this test and to the
+        # service).
         assert set(created) <= {202, 404, 409}, created
+        assert created[202] > 0, created
 
 
 def test_a_schemathesis_run_finds_nothing(api_url: str, tmp_path: Path) -> None:
