@@ -88,6 +88,11 @@ class JobOptions(msgspec.Struct, frozen=True, omit_defaults=True):
     # The outline was given by the client: no outline step runs.
     outline_given: bool = False
 
+    @classmethod
+    def from_row(cls, value: object) -> JobOptions:
+        """From `jobs.options` as a connection decodes jsonb (a dict)."""
+        return msgspec.convert(value, cls)
+
 
 class Usage(msgspec.Struct, frozen=True):
     """Tokens a model call consumed, as the model service reported them."""

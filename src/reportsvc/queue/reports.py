@@ -176,10 +176,6 @@ def _passage_columns(batch: list[_NewJob]) -> tuple[list[object], ...]:
     return columns
 
 
-def _options(value: object) -> JobOptions:
-    return msgspec.convert(value, JobOptions)
-
-
 def _webhook(row: asyncpg.Record) -> WebhookRow | None:
     if row["webhook_status"] is None:
         return None
@@ -319,7 +315,7 @@ class ReportStore:
         row = await self.pool.fetchrow(Q["find_job_by_key"], idempotency_key, owner)
         if row is None:
             return None
-        options = _options(row["options"])
+        options = JobOptions.from_row(row["options"])
         return (
             row["id"],
             row["topic"],
@@ -336,7 +332,7 @@ class ReportStore:
             return None
         titles = row["done_titles"] or []
         contents = row["done_contents"] or []
-        options = _options(row["options"])
+        options = JobOptions.from_row(row["options"])
         references: list[Passage] = []
         # Only a completed report shows its references.
         if options.sources and contents and row["status"] == JobStatus.COMPLETED:

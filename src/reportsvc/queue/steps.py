@@ -34,10 +34,6 @@ _json = msgspec.json.Encoder().encode
 _KINDS: Final = {kind.value: kind for kind in StepKind}
 
 
-def _options(value: object) -> JobOptions:
-    return msgspec.convert(value, JobOptions)
-
-
 @lru_cache(maxsize=1024)
 def _claim_sql(ceiling: int, max_running_per_owner: int) -> str:
     return literal(Q["claim_steps"], claim_limit=ceiling, owner_bound=max_running_per_owner)
@@ -107,7 +103,7 @@ class StepQueue:
                 attempt=r[5],
                 topic=r[7],
                 model=r[8],
-                options=options.get(r[2]) or options.setdefault(r[2], _options(r[9])),
+                options=options.get(r[2]) or options.setdefault(r[2], JobOptions.from_row(r[9])),
                 outline=r[10] or [],
                 previous=r[11],
                 instruction=r[12],
