@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -125,7 +125,8 @@ class QuotaStore:
         self.pool = pool
         self.horizon = horizon
         self._unlimited_until: dict[str, float] = {}
-        self._models: dict[str, _Model] = {}
+        # Each model's traffic in this process, made on first use.
+        self._models: defaultdict[str, _Model] = defaultdict(_Model)
 
     async def configure(self, limits: Mapping[str, tuple[float | None, float | None]]) -> None:
         """MODEL_RATE_LIMITS, written once at start-up (every worker should have the same)."""
@@ -139,7 +140,7 @@ class QuotaStore:
         now = time.monotonic()
         if self._unlimited_until.get(model, 0.0) > now:
             return Grant(tokens=tokens)
-        state = self._models.get(model) or self._model(model)
+        state = self._models[model]
         if (credit := state.take_credit(now)) is not None:
             start, booked = credit
             if len(state.credits) < state.prefetch // 2 and not state.refill:
@@ -172,7 +173,7 @@ class QuotaStore:
             if says_nothing and self._unlimited_until[model] > time.monotonic():
                 return  # nothing to settle for a model without limits, and nothing learned
             del self._unlimited_until[model]
-        state = self._models.get(model) or self._model(model)
+        state = self._models[model]
         state.answers += 1
         state.token_delta += used_tokens - grant.tokens
         if not says_nothing:
@@ -200,21 +201,15 @@ class QuotaStore:
 
     # --- the statement each batch shares -----------------------------------------------
 
-    def _model(self, model: str) -> _Model:
-        state = self._models.get(model)
-        if state is None:
-            state = self._models[model] = _Model()
-        return state
-
     async def _ask(self, model: str, tokens: int) -> asyncpg.Record | None:
-        state = self._model(model)
+        state = self._models[model]
         answer: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         state.asking.append((tokens, answer))
         self._send_soon(model, state)
         return await answer
 
     def _settle_due(self, model: str) -> None:
-        state = self._model(model)
+        state = self._models[model]
         state.timer = None
         if state.answers:
             state.settle_now = True
@@ -329,7 +324,7 @@ class QuotaStore:
 
     async def rate_limited(self, model: str, retry_in: float, limits: RateLimits) -> float:
         self._unlimited_until.pop(model, None)
-        state = self._model(model)
+        state = self._models[model]
         state.credits.clear()  # booked before the provider said no: not to be trusted
         state.prefetch = 0
         await self.pool.execute(Q["add_model"], model)
