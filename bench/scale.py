@@ -24,6 +24,9 @@ from reportsvc.db.engine import init_connection
 from reportsvc.queue.sql import literal, load_queries
 
 CLAIM = literal(load_queries("steps.sql")["claim_steps"], claim_limit=10, owner_bound=0)
+# The same claim with its parameters written in (worker 'bench', 30 s lease, 10 steps), for
+# EXPLAIN.
+CLAIM_TEXT = CLAIM.replace("$1", "'bench'").replace("$2", "30").replace("$3", "10")
 
 SECTIONS_PER_JOB = 8
 
@@ -105,8 +108,7 @@ async def claim_cost(database_url: str, *, finished: int, samples: int = 200) ->
         full = await _claim_latencies(conn, samples)
         full_server = await _server_times(conn)
         plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
-            + CLAIM.replace("$1", "'bench'").replace("$2", "30").replace("$3", "10")
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) " + CLAIM_TEXT
         )
         counts = dict(await conn.fetch("SELECT status, count(*) FROM steps GROUP BY status"))
     finally:
@@ -130,9 +132,7 @@ async def _vacuum(conn: asyncpg.Connection) -> None:
 async def _server_times(conn: asyncpg.Connection, samples: int = 30) -> dict[str, float]:
     """Planning and execution time of the claim as PostgreSQL reports them."""
     planning, execution = [], []
-    statement = "EXPLAIN (ANALYZE, SUMMARY) " + CLAIM.replace("$1", "'bench'").replace(
-        "$2", "30"
-    ).replace("$3", "10")
+    statement = "EXPLAIN (ANALYZE, SUMMARY) " + CLAIM_TEXT
     for _ in range(samples):
         for (line,) in await conn.fetch(statement):
             if line.startswith("Planning Time"):
