@@ -8,7 +8,7 @@ to be made again.
 Claiming is pipelined with writing: the slots of results being committed count as room
 for the next claim, so the claim's round trip overlaps the write's instead of following
 it. A step claimed before its slot is free waits here, holding a lease but no model call,
-and starts the moment a slot is given back (waiting costs a write's round trip at most;
+and starts as soon as a slot is given back (waiting costs a write's round trip at most;
 its lease is renewed like any other). A `kill -9` costs a waiting step its lease, not a
 model call.
 """
@@ -58,6 +58,7 @@ class Slots:
         # Starts a step in a free slot (the executor's); called as slots are given back.
         self.starter: Callable[[Step], None] | None = None
         self._closed = False
+        self._start_scheduled = False
 
     def claimable(self) -> int:
         """How many more steps a claim may take now: free slots, and those whose results
@@ -104,10 +105,19 @@ class Slots:
         held = self._held.get(step.id)
         if held is not None and held.step.attempt == step.attempt:
             del self._held[step.id]
+        if self._waiting and not self._start_scheduled:
+            # Started on the loop's next turn, not here: slots are given back as a write
+            # returns, and the writer sends its next batch first, so starting a batch's
+            # worth of steps overlaps that write instead of delaying it.
+            self._start_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_waiting)
+        self.freed.set()
+
+    def _start_waiting(self) -> None:
+        self._start_scheduled = False
         while self._waiting and len(self._held) < self.capacity and not self._closed:
             assert self.starter is not None
             self.starter(self._waiting.popleft())
-        self.freed.set()
 
     def close(self) -> list[Step]:
         """Stop starting waiting steps; returns them (they go back to the queue)."""
