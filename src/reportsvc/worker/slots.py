@@ -16,6 +16,7 @@ model call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from uuid import UUID
@@ -26,13 +27,16 @@ from reportsvc.domain import Step
 class Held:
     """One step this worker runs, from its start until its outcome is written."""
 
-    __slots__ = ("abandoned", "call", "step")
+    __slots__ = ("abandoned", "call", "started_at", "step", "timed_out")
 
     def __init__(self, step: Step, call: asyncio.Task[None]) -> None:
         self.step = step
         self.call = call
+        self.started_at = time.monotonic()
         # The job ended, or another worker took the step over: its result is not wanted.
         self.abandoned = False
+        # Stopped for running past STEP_TIMEOUT_SECONDS (see `Executor.enforce_timeouts`).
+        self.timed_out = False
 
     @property
     def running(self) -> bool:
@@ -40,6 +44,10 @@ class Held:
 
     def abandon(self) -> None:
         self.abandoned = True
+        self.call.cancel()
+
+    def time_out(self) -> None:
+        self.timed_out = True
         self.call.cancel()
 
 

@@ -117,6 +117,7 @@ class Worker:
         background = [
             writing,
             asyncio.create_task(self._leases.run(), name="leases"),
+            asyncio.create_task(self._executor.enforce_timeouts(), name="timeouts"),
             asyncio.create_task(self._maintenance.run(), name="maintenance"),
         ]
         if self.config.listen_notify:
